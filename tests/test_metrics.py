@@ -1,0 +1,141 @@
+"""MetricsCollector figures equal scikit-learn's computed here independently; tune_thresholds never hurts."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn import metrics as skm
+
+from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE, MetricsCollector, predict, tune_thresholds
+
+LABELS = ["bird", "car", "dog", "night", "river", "sea"]
+
+
+def _data(seed: int = 0, n: int = 97):
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((n, len(LABELS))) < [0.5, 0.3, 0.1, 0.6, 0.0, 0.2]).astype(np.uint8)  # river: none
+    # probabilities that carry some signal, so that F1 and AP are not trivial
+    probs = np.clip(0.35 * targets + 0.65 * rng.random(targets.shape), 0, 1).astype(np.float32)
+    return probs, targets
+
+
+def _collect(probs, targets, threshold, batches=(10, 40, 47), losses=(0.9, 0.5, 0.7), prefix="val"):
+    collector = MetricsCollector(LABELS, threshold=threshold, prefix=prefix)
+    start = 0
+    for size, loss in zip(batches, losses):
+        collector.update(torch.from_numpy(probs[start:start + size]), torch.from_numpy(targets[start:start + size]),
+                         loss=loss)
+        start += size
+    return collector
+
+
+def _expected(probs, targets, threshold, losses, batches):
+    """Every figure straight from scikit-learn (warnings of labels without positives allowed here)."""
+    preds = (probs >= np.broadcast_to(threshold, (len(LABELS),))).astype(int)
+    e = {"val/loss": sum(l * b for l, b in zip(losses, batches)) / sum(batches)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for avg in ("micro", "macro"):
+            e[f"val/{avg}_precision"] = skm.precision_score(targets, preds, average=avg, zero_division=0)
+            e[f"val/{avg}_recall"] = skm.recall_score(targets, preds, average=avg, zero_division=0)
+            e[f"val/{avg}_f1"] = skm.f1_score(targets, preds, average=avg, zero_division=0)
+        e["val/exact_match"] = skm.accuracy_score(targets, preds)
+        e["val/hamming_acc"] = 1 - skm.hamming_loss(targets, preds)
+        with_pos = targets.sum(0) > 0
+        e["val/map"] = skm.average_precision_score(targets[:, with_pos], probs[:, with_pos], average="macro")
+        for j, label in enumerate(LABELS):
+            e[f"val/f1/{label}"] = skm.f1_score(targets[:, j], preds[:, j], zero_division=0)
+            e[f"val/acc/{label}"] = skm.accuracy_score(targets[:, j], preds[:, j])
+            tn, fp, fn, tp = skm.confusion_matrix(targets[:, j], preds[:, j], labels=[0, 1]).ravel()
+            e.update({f"val/tn/{label}": tn, f"val/fp/{label}": fp, f"val/fn/{label}": fn, f"val/tp/{label}": tp})
+    return e
+
+
+@pytest.mark.parametrize("threshold", (0.5, 0.3, np.array([0.2, 0.4, 0.5, 0.6, 0.5, 0.7])))
+def test_every_metric_equals_scikit_learn(threshold):
+    probs, targets = _data()
+    batches, losses = (10, 40, 47), (0.9, 0.5, 0.7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a label without positives (river) must not warn
+        got = _collect(probs, targets, threshold, batches, losses).compute()
+    expected = _expected(probs, targets, threshold, losses, batches)
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(float(value), abs=1e-9), key
+        if "/tp/" in key or "/fp/" in key or "/fn/" in key or "/tn/" in key:
+            assert type(got[key]) is int, key
+        else:
+            assert type(got[key]) is float, key
+    assert got["val/f1/river"] == 0.0 and got["val/tp/river"] == 0
+    assert PRIMARY_METRIC in got and PRIMARY_MODE == "max"
+
+
+def test_loss_is_the_batch_size_weighted_mean():
+    probs, targets = _data()
+    got = _collect(probs, targets, 0.5, batches=(1, 96), losses=(10.0, 1.0)).compute()
+    assert got["val/loss"] == pytest.approx((10.0 * 1 + 1.0 * 96) / 97)
+
+
+def test_no_positives_anywhere_and_no_predictions_neither_crash_nor_warn():
+    collector = MetricsCollector(LABELS, threshold=0.5, prefix="test")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        collector.update(np.zeros((4, len(LABELS))), np.zeros((4, len(LABELS))))
+        got = collector.compute()
+    assert got["test/micro_f1"] == 0.0 and got["test/map"] == 0.0
+    assert got["test/exact_match"] == 1.0 and got["test/tn/dog"] == 4
+    assert "test/loss" not in got  # no losses given
+
+
+def test_accumulated_outputs_and_input_checks():
+    probs, targets = _data()
+    collector = _collect(probs, targets, 0.5)
+    np.testing.assert_array_equal(collector.probs, probs)
+    np.testing.assert_array_equal(collector.targets, targets)
+    # a bf16 CUDA-style tensor is accepted and copied
+    collector.update(torch.full((2, len(LABELS)), 0.75, dtype=torch.bfloat16), torch.ones(2, len(LABELS)))
+    assert collector.probs.shape == (99, len(LABELS)) and collector.probs[-1, 0] == 0.75
+    with pytest.raises(ValueError, match="one column per label"):
+        collector.update(np.zeros((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="one per label"):
+        MetricsCollector(LABELS, threshold=[0.5, 0.5])
+    with pytest.raises(ValueError, match="no outputs"):
+        MetricsCollector(LABELS).compute()
+
+
+def test_update_copies_the_callers_buffer():
+    buffer = np.full((3, len(LABELS)), 0.9, dtype=np.float32)
+    collector = MetricsCollector(LABELS)
+    collector.update(buffer, np.ones_like(buffer))
+    buffer[:] = 0.0
+    assert collector.compute()["val/micro_recall"] == 1.0
+
+
+def test_tune_thresholds_never_lowers_a_labels_f1():
+    probs, targets = _data(seed=3, n=300)
+    thresholds = tune_thresholds(probs, targets, default=0.5)
+    assert thresholds.shape == (len(LABELS),)
+    default_pred, tuned_pred = predict(probs, 0.5), predict(probs, thresholds)
+    improved = 0
+    for j in range(len(LABELS)):
+        before = skm.f1_score(targets[:, j], default_pred[:, j], zero_division=0)
+        after = skm.f1_score(targets[:, j], tuned_pred[:, j], zero_division=0)
+        assert after >= before
+        improved += after > before
+        if thresholds[j] != 0.5:
+            assert after > before  # a threshold moves only for a strict gain
+    assert improved >= 1
+    assert thresholds[LABELS.index("river")] == 0.5  # no positives: default kept
+    grid = np.linspace(0.05, 0.95, 19)
+    assert all(t == 0.5 or np.isclose(grid, t).any() for t in thresholds)
+
+
+def test_tune_thresholds_finds_a_low_threshold_for_underconfident_scores():
+    targets = np.array([[1], [1], [1], [0], [0], [0]], dtype=np.uint8)
+    probs = np.array([[0.3], [0.35], [0.4], [0.1], [0.05], [0.2]])
+    thresholds = tune_thresholds(probs, targets, default=np.array([0.5]))
+    assert 0.2 < thresholds[0] <= 0.3
+    assert skm.f1_score(targets[:, 0], predict(probs, thresholds)[:, 0]) == 1.0

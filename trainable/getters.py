@@ -1,0 +1,113 @@
+"""The LOSSES and OPTIMIZERS registries (the course seed's "Getters"), built by name.
+
+    loss_fn = get_loss("bce", pos_weight=pos_weight_from_targets(train_targets))
+    optimizer = get_optimizer("adamw", model.parameters(), lr=1e-3, weight_decay=1e-4)
+    loss = loss_fn(logits, targets)      # B x L logits, B x L float targets -> scalar
+
+Every loss takes raw logits. `mse` and `l1` compare sigmoid probabilities with the 0/1
+targets; `bce` alone uses `pos_weight` (per-label weight of the positive term, so rare
+labels are not drowned by the negatives), the other losses ignore it with a warning.
+Losses compute in float32 whatever the autocast dtype of the logits.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+log = logging.getLogger(__name__)
+
+
+class BCEWithLogits(nn.BCEWithLogitsLoss):
+    """BCEWithLogitsLoss in float32 whose pos_weight follows the logits to their device."""
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        pos_weight = self.pos_weight
+        if pos_weight is not None and pos_weight.device != logits.device:
+            pos_weight = pos_weight.to(logits.device)
+        return F.binary_cross_entropy_with_logits(
+            logits.float(), targets.float(), pos_weight=pos_weight, reduction=self.reduction
+        )
+
+
+class MultilabelSoftMargin(nn.Module):
+    """MultiLabelSoftMarginLoss (mean over labels, then over the batch), float32."""
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.multilabel_soft_margin_loss(logits.float(), targets.float())
+
+
+class ProbabilityLoss(nn.Module):
+    """A regression loss (mse or l1) between sigmoid(logits) and the 0/1 targets."""
+
+    def __init__(self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.loss(torch.sigmoid(logits.float()), targets.float())
+
+
+def _unweighted(name: str, make: Callable[[], nn.Module]) -> Callable[[torch.Tensor | None], nn.Module]:
+    def factory(pos_weight: torch.Tensor | None = None) -> nn.Module:
+        if pos_weight is not None:
+            log.warning("loss %s has no positive weights: pos_weight is ignored (only bce uses it)", name)
+        return make()
+
+    return factory
+
+
+LOSSES: dict[str, Callable[[torch.Tensor | None], nn.Module]] = {
+    "bce": lambda pos_weight=None: BCEWithLogits(pos_weight=pos_weight),
+    "multilabel_soft_margin": _unweighted("multilabel_soft_margin", MultilabelSoftMargin),
+    "mse": _unweighted("mse", lambda: ProbabilityLoss(F.mse_loss)),
+    "l1": _unweighted("l1", lambda: ProbabilityLoss(F.l1_loss)),
+}
+"""name -> factory(pos_weight) returning a module (logits, targets) -> scalar loss"""
+
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adamw": lambda params, lr, weight_decay, momentum: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay),
+    "adam": lambda params, lr, weight_decay, momentum: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay),
+    "sgd": lambda params, lr, weight_decay, momentum: torch.optim.SGD(
+        params, lr=lr, momentum=momentum, weight_decay=weight_decay
+    ),
+    "adamax": lambda params, lr, weight_decay, momentum: torch.optim.Adamax(params, lr=lr, weight_decay=weight_decay),
+    "adadelta": lambda params, lr, weight_decay, momentum: torch.optim.Adadelta(
+        params, lr=lr, weight_decay=weight_decay
+    ),
+}
+"""name -> factory(params, lr, weight_decay, momentum); momentum is used by sgd only"""
+
+
+def get_loss(name: str, pos_weight: torch.Tensor | None = None) -> nn.Module:
+    """The loss `name` of LOSSES: a module called as loss(logits, targets) -> scalar tensor."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
+    return LOSSES[name](pos_weight)
+
+
+def get_optimizer(name: str, params: Iterable, lr: float, weight_decay: float = 0.0,
+                  momentum: float = 0.9) -> torch.optim.Optimizer:
+    """The optimizer `name` of OPTIMIZERS over `params`."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, momentum=momentum)
+
+
+def pos_weight_from_targets(targets: np.ndarray, clip: float = 100.0) -> torch.Tensor:
+    """Per-label BCE positive weight (negatives / positives), clipped to [1/clip, clip]; 1.0 for a label with no positives."""
+    targets = np.asarray(targets)
+    if targets.ndim != 2:
+        raise ValueError(f"targets must be N x L, got shape {targets.shape}")
+    n = targets.shape[0]
+    pos = (targets > 0).sum(axis=0).astype(np.float64)
+    weight = np.ones_like(pos)
+    has = pos > 0
+    weight[has] = np.clip((n - pos[has]) / pos[has], 1.0 / clip, clip)
+    return torch.tensor(weight, dtype=torch.float32)

@@ -1,0 +1,174 @@
+"""Metric names and the MetricsCollector that computes every figure of an epoch once, with scikit-learn.
+
+    collector = MetricsCollector(labels, threshold=0.5, prefix="val")
+    for images, targets in batches:
+        probs = torch.sigmoid(model(images))
+        collector.update(probs, targets, loss=loss.item())   # loss = batch mean
+    metrics = collector.compute()     # {"val/loss": ..., "val/micro_f1": ..., "val/tp/dog": 12, ...}
+
+The dict goes unchanged to Tune, MLflow and the CLI table; its values are plain Python
+floats and ints. A label is predicted when its probability is >= its threshold
+(`predict`). Labels without a positive in the split are legal (a rare label in a small
+validation split): their F1 is 0 (zero_division=0), they are left out of `map`, and
+scikit-learn's warnings about them are silenced here rather than flooding the logs.
+`tune_thresholds` picks per-label thresholds on validation outputs (used by promotion).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+import torch
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    hamming_loss,
+    multilabel_confusion_matrix,
+    precision_recall_fscore_support,
+)
+
+PRIMARY_METRIC = "val/micro_f1"
+"""the figure ASHA, Optuna, checkpoint ranking and promotion optimise (the course scored micro F1)"""
+PRIMARY_MODE = "max"
+"""PRIMARY_METRIC is better when larger"""
+
+SUMMARY_METRICS = (
+    "loss", "micro_f1", "macro_f1", "micro_precision", "micro_recall", "macro_precision", "macro_recall",
+    "exact_match", "hamming_acc", "map",
+)
+"""the whole-split figures, each under <prefix>/<name>"""
+PER_LABEL_METRICS = ("f1", "acc", "tp", "fp", "fn", "tn")
+"""the per-label figures, each under <prefix>/<name>/<label> (tp fp fn tn are ints)"""
+
+
+def _numpy(values: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(values)
+
+
+def _thresholds(threshold: float | np.ndarray | Sequence[float], num_labels: int) -> np.ndarray:
+    t = np.asarray(threshold, dtype=np.float64)
+    if t.ndim == 0:
+        return np.full(num_labels, float(t))
+    if t.shape != (num_labels,):
+        raise ValueError(f"threshold must be a number or one per label ({num_labels}), got shape {t.shape}")
+    return t
+
+
+def predict(probs: np.ndarray, threshold: float | np.ndarray | Sequence[float] = 0.5) -> np.ndarray:
+    """0/1 uint8 predictions N x L: probability >= threshold (a number or one per label)."""
+    probs = _numpy(probs)
+    return (probs >= _thresholds(threshold, probs.shape[1])[None, :]).astype(np.uint8)
+
+
+class MetricsCollector:
+    """Accumulates probabilities, targets and batch losses of one split; compute() gives every metric."""
+
+    def __init__(self, labels: list[str], threshold: float | np.ndarray = 0.5, prefix: str = "val") -> None:
+        self.labels = list(labels)
+        self.threshold = _thresholds(threshold, len(self.labels))
+        self.prefix = prefix
+        self._probs: list[np.ndarray] = []
+        self._targets: list[np.ndarray] = []
+        self._loss_sum = 0.0
+        self._loss_count = 0
+
+    def update(self, probs: torch.Tensor | np.ndarray, targets: torch.Tensor | np.ndarray,
+               loss: float | None = None) -> None:
+        """Add one batch (B x L probabilities and 0/1 targets); `loss` is the batch mean, weighted by B."""
+        p = np.array(_numpy(probs), dtype=np.float32)  # a copy: the caller may reuse its buffer
+        t = np.array(_numpy(targets), dtype=np.uint8)
+        if p.ndim != 2 or p.shape != t.shape or p.shape[1] != len(self.labels):
+            raise ValueError(
+                f"probs {p.shape} and targets {t.shape} must both be B x {len(self.labels)} (one column per label)"
+            )
+        self._probs.append(p)
+        self._targets.append(t)
+        if loss is not None:
+            self._loss_sum += float(loss) * len(p)
+            self._loss_count += len(p)
+
+    @property
+    def probs(self) -> np.ndarray:
+        """Every probability accumulated so far, N x L float32."""
+        if len(self._probs) > 1:
+            self._probs = [np.concatenate(self._probs)]
+        return self._probs[0] if self._probs else np.zeros((0, len(self.labels)), np.float32)
+
+    @property
+    def targets(self) -> np.ndarray:
+        """Every target accumulated so far, N x L uint8."""
+        if len(self._targets) > 1:
+            self._targets = [np.concatenate(self._targets)]
+        return self._targets[0] if self._targets else np.zeros((0, len(self.labels)), np.uint8)
+
+    def compute(self) -> dict[str, float | int]:
+        """Every metric of the accumulated outputs; `<prefix>/loss` only when update() was given losses."""
+        probs, targets = self.probs, self.targets
+        if len(probs) == 0:
+            raise ValueError(f"{self.prefix}: no outputs to score (update() was never called with a non-empty batch)")
+        preds = predict(probs, self.threshold)
+        k = self.prefix + "/"
+        out: dict[str, float | int] = {}
+        if self._loss_count:
+            out[k + "loss"] = self._loss_sum / self._loss_count
+        with warnings.catch_warnings():
+            # labels with no positive (or no prediction) in this split: their F1 is 0 by zero_division=0
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            for average in ("micro", "macro"):
+                p, r, f, _ = precision_recall_fscore_support(targets, preds, average=average, zero_division=0)
+                out[f"{k}{average}_f1"] = float(f)
+                out[f"{k}{average}_precision"] = float(p)
+                out[f"{k}{average}_recall"] = float(r)
+            out[k + "exact_match"] = float(accuracy_score(targets, preds))
+            out[k + "hamming_acc"] = 1.0 - float(hamming_loss(targets, preds))
+            # mean AP over the labels with a positive (AP is undefined without); 0.0 when none has one
+            aps = [average_precision_score(targets[:, j], probs[:, j])
+                   for j in range(len(self.labels)) if targets[:, j].any()]
+            out[k + "map"] = float(np.mean(aps)) if aps else 0.0
+            _, _, f1, _ = precision_recall_fscore_support(targets, preds, average=None, zero_division=0)
+            confusion = multilabel_confusion_matrix(targets, preds)  # L x [[tn, fp], [fn, tp]]
+        n = len(targets)
+        for j, label in enumerate(self.labels):
+            (tn, fp), (fn, tp) = confusion[j].tolist()
+            out[f"{k}f1/{label}"] = float(f1[j])
+            out[f"{k}acc/{label}"] = (tp + tn) / n
+            out[f"{k}tp/{label}"] = int(tp)
+            out[f"{k}fp/{label}"] = int(fp)
+            out[f"{k}fn/{label}"] = int(fn)
+            out[f"{k}tn/{label}"] = int(tn)
+        return out
+
+
+def tune_thresholds(probs: np.ndarray, targets: np.ndarray, default: float | np.ndarray = 0.5,
+                    grid: np.ndarray = np.linspace(0.05, 0.95, 19)) -> np.ndarray:
+    """Per-label threshold maximising that label's F1 on (probs, targets).
+
+    A label keeps `default` when it has no positive, or when no grid value beats the
+    default's F1 strictly (so tuning never lowers a label's F1 on the data it saw and
+    does not move thresholds for nothing). Prediction rule as in `predict` (>=).
+    """
+    probs, targets = _numpy(probs).astype(np.float64), _numpy(targets) > 0
+    if probs.ndim != 2 or probs.shape != targets.shape:
+        raise ValueError(f"probs {probs.shape} and targets {targets.shape} must both be N x L")
+    defaults = _thresholds(default, probs.shape[1])
+    grid = np.asarray(grid, dtype=np.float64)
+    best = defaults.copy()
+    for j in range(probs.shape[1]):
+        truth = targets[:, j]
+        if not truth.any():
+            continue
+        candidates = np.concatenate([[defaults[j]], grid])
+        pred = probs[:, j][:, None] >= candidates[None, :]            # N x (1 + G)
+        tp = (pred & truth[:, None]).sum(axis=0)
+        fp = (pred & ~truth[:, None]).sum(axis=0)
+        fn = truth.sum() - tp
+        f1 = 2 * tp / (2 * tp + fp + fn)                               # denominator >= positives > 0
+        i = int(np.argmax(f1[1:])) + 1
+        if f1[i] > f1[0]:
+            best[j] = candidates[i]
+    return best

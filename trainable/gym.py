@@ -1,0 +1,337 @@
+"""The Gym: one trial's training loop (fit / evaluate / predict).
+
+The Gym knows nothing of Ray or MLflow. It is given the decoded uint8 images, the
+targets and a `report(metrics, checkpoint_dir)` callable, and calls it once per
+epoch; trial.py passes one that calls `tune.report`, the CLI one that prints and
+logs, tests one that appends to a list.
+
+Fast by design (see PERF.md): the whole uint8 array goes to the device once (on
+CUDA all of it: 20k images are under 1 GB), images are downsampled, normalised and
+augmented on the device per batch, bf16 autocast + channels_last on CUDA, fp32 on
+CPU. No DataLoader workers and no JPEG decoding per epoch. A per-process cache keeps
+the device copy of the data alive between trials that reuse the same worker.
+
+    gym = Gym(cfg, images, targets, labels, data_fingerprint=fp)
+    gym.fit(lambda metrics, ckpt_dir: print(metrics["val/micro_f1"]))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from trainable import checkpoint as ckpt_io
+from trainable.config import TrainConfig
+from trainable.data import split as split_indices
+from trainable.getters import get_loss, get_optimizer, pos_weight_from_targets
+from trainable.metrics import MetricsCollector
+from trainable.models import build_model
+
+log = logging.getLogger(__name__)
+
+Report = Callable[[dict, "Path | None"], None]
+
+# Per-channel normalisation (ImageNet statistics: the pretrained backbones expect them).
+_MEAN = {"rgb": (0.485, 0.456, 0.406), "gray": (0.449,)}
+_STD = {"rgb": (0.229, 0.224, 0.225), "gray": (0.226,)}
+EVAL_BATCH = 512
+CHECKPOINT_FILE = "checkpoint.pt"
+
+# One device copy of the images per worker process, reused by the next trial on the
+# same data (Tune's reuse_actors keeps the process): key -> uint8 tensor on device.
+_DEVICE_DATA: dict[tuple, torch.Tensor] = {}
+
+
+class TrialDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def to_device_images(
+    images: np.ndarray, image_size: int, device: torch.device, color: str = "", key: tuple | None = None
+) -> torch.Tensor:
+    """uint8 N x C x 128 x 128 -> uint8 N x C' x S x S on `device`, cached per process by `key`.
+
+    RGB input becomes 1-channel luma when `color` is 'gray' (PIL's L = 0.299 R + 0.587 G + 0.114 B),
+    so a search decodes and ships one RGB array whatever colour its trials ask for.
+    """
+    if key is not None and key in _DEVICE_DATA:
+        return _DEVICE_DATA[key]
+    with _quiet_readonly():
+        host = torch.from_numpy(np.asarray(images))
+    channels = 1 if color == "gray" else host.shape[1]
+    out = torch.empty((host.shape[0], channels, image_size, image_size), dtype=torch.uint8, device=device)
+    luma = torch.tensor([0.299, 0.587, 0.114], device=device).view(1, 3, 1, 1)
+    for start in range(0, host.shape[0], 2048):  # chunks bound the float temporaries
+        chunk = host[start : start + 2048].to(device, non_blocking=True)
+        if channels == 1 and chunk.shape[1] == 3:
+            chunk = (chunk.float() * luma).sum(1, keepdim=True).round().to(torch.uint8)
+        if image_size != chunk.shape[-1]:
+            factor = chunk.shape[-1] // image_size
+            chunk = F.avg_pool2d(chunk.float(), factor).round().to(torch.uint8)
+        out[start : start + chunk.shape[0]] = chunk
+    if key is not None:
+        _DEVICE_DATA.clear()  # keep one dataset per process: device memory is the limit
+        _DEVICE_DATA[key] = out
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_readonly():
+    """Arrays from Ray's object store are read-only; torch only reads them here."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*non-writable.*")
+        yield
+
+
+class Gym:
+    """Trains, evaluates and predicts with one model on one decoded dataset."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        images: np.ndarray,
+        targets: np.ndarray,
+        labels: list[str],
+        *,
+        data_fingerprint: str = "",
+        checkpoint: dict | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.labels = list(labels)
+        self.data_fingerprint = data_fingerprint
+        self.device = resolve_device(cfg.device)
+        self.cuda = self.device.type == "cuda"
+        if not self.cuda:
+            torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+        else:
+            torch.backends.cudnn.benchmark = True
+
+        n = len(targets) if not cfg.limit else min(cfg.limit, len(targets))
+        self.targets = torch.as_tensor(np.asarray(targets[:n]), dtype=torch.float32, device=self.device)
+        key = (data_fingerprint, cfg.color, cfg.image_size, str(self.device), n) if data_fingerprint else None
+        self.images = to_device_images(images[:n], cfg.image_size, self.device, cfg.color, key)
+        self.splits = dict(zip(("train", "val", "test"), split_indices(n, cfg.split_fractions, cfg.split_seed)))
+        self.splits["all"] = np.arange(n)
+        channels = self.images.shape[1]
+        self.mean, self.std = normalisation(cfg.color, self.device)
+
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(
+            cfg.model, len(self.labels), in_channels=channels, width=cfg.width,
+            pretrained=cfg.pretrained, weights=cfg.weights,
+        ).to(self.device)
+        if self.cuda:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        pos_weight = None
+        if cfg.pos_weight == "auto" and cfg.loss == "bce":  # the only loss with positive weights
+            train_targets = np.asarray(targets[:n])[self.splits["train"]]
+            pos_weight = pos_weight_from_targets(train_targets).to(self.device)
+        self.loss_fn = get_loss(cfg.loss, pos_weight=pos_weight)
+        self.optimizer = get_optimizer(
+            cfg.optimizer, self.model.parameters(), lr=cfg.lr,
+            weight_decay=cfg.weight_decay, momentum=cfg.momentum,
+        )
+        self.epoch = 0
+        if checkpoint is not None:
+            ckpt_io.check_labels(checkpoint, self.labels, "the checkpoint")
+            self.model.load_state_dict(checkpoint["model_state"])
+            if checkpoint.get("optimizer_state"):
+                self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+            self.epoch = int(checkpoint["epoch"])
+
+    # ---- batches -------------------------------------------------------------
+
+    def _prepare(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """uint8 batch on device -> normalised float batch, augmented when a generator is given."""
+        x = batch.float().div_(255.0)
+        if generator is not None and self.cfg.augment != "none":
+            x = augment(x, self.cfg.augment, generator)
+        return normalise(x, self.mean, self.std, self.cuda)
+
+    # ---- the loop ------------------------------------------------------------
+
+    def train_one_epoch(self, epoch: int, on_batch: Callable[[int, torch.Tensor], None] | None = None) -> dict:
+        """One pass over the train split: fetch batch, forward, loss, backward, step.
+
+        `on_batch(n_images, loss)` lets a CLI draw a progress bar; reading the loss syncs the device.
+        """
+        self.model.train()
+        # Seeded per epoch (shuffle, augmentation, dropout): a resumed run repeats an uninterrupted one.
+        torch.manual_seed(self.cfg.seed * 100_003 + epoch)
+        generator = torch.Generator(device="cpu").manual_seed(self.cfg.seed * 100_003 + epoch)
+        order = torch.as_tensor(self.splits["train"])[torch.randperm(len(self.splits["train"]), generator=generator)]
+        batches = [order[i : i + self.cfg.batch_size] for i in range(0, len(order), self.cfg.batch_size)]
+        if len(batches) > 1 and len(batches[-1]) < 2:
+            batches.pop()  # batch norm cannot train on a single image
+        loss_sum = torch.zeros((), device=self.device)
+        seen = 0
+        start = time.perf_counter()
+        for idx in batches:
+            idx = idx.to(self.device)
+            x = self._prepare(self.images[idx], generator)
+            y = self.targets[idx]
+            with autocast(self.device):
+                logits = self.model(x)
+            loss = self.loss_fn(logits.float(), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.detach() * len(idx)
+            seen += len(idx)
+            if on_batch is not None:
+                on_batch(len(idx), loss.detach())
+        train_loss = float(loss_sum) / max(seen, 1)  # one device sync per epoch
+        elapsed = time.perf_counter() - start
+        if not math.isfinite(train_loss):
+            raise TrialDiverged(f"training loss became {train_loss} in epoch {epoch}")
+        return {"train/loss": train_loss, "img_per_s": seen / max(elapsed, 1e-9)}
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "val", threshold: float | np.ndarray | None = None) -> dict:
+        """Metrics of one split ('train', 'val', 'test' or 'all'), keys prefixed by the split."""
+        indices = self.splits[split]
+        threshold = self.cfg.threshold if threshold is None else threshold
+        collector = MetricsCollector(self.labels, threshold=threshold, prefix=split)
+        self.model.eval()
+        for start in range(0, len(indices), EVAL_BATCH):
+            idx = torch.as_tensor(indices[start : start + EVAL_BATCH], device=self.device)
+            y = self.targets[idx]
+            with autocast(self.device):
+                logits = self.model(self._prepare(self.images[idx])).float()
+            collector.update(torch.sigmoid(logits), y, float(self.loss_fn(logits, y)))
+        self.last_collector = collector
+        return collector.compute()
+
+    def fit(self, report: Report | None = None, on_batch: Callable[[int, torch.Tensor], None] | None = None) -> list[dict]:
+        """Train until cfg.epochs, validating and reporting once per epoch; returns the history."""
+        history = []
+        for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
+            metrics = {"epoch": epoch, **self.train_one_epoch(epoch, on_batch), **self.evaluate("val")}
+            self.epoch = epoch
+            history.append(metrics)
+            with tempfile.TemporaryDirectory(prefix="labeltune-ckpt-") as tmp:
+                self.save(Path(tmp) / CHECKPOINT_FILE, metrics)
+                if report is not None:
+                    report(metrics, Path(tmp))  # report copies what it keeps before we delete it
+            log.info("epoch %d: train/loss %.4f val/micro_f1 %.4f", epoch, metrics["train/loss"], metrics["val/micro_f1"])
+        return history
+
+    def predict(self, images: np.ndarray, threshold: float | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 N x C x 128 x 128 images -> (probabilities, 0/1 predictions)."""
+        on_device = to_device_images(images, self.cfg.image_size, self.device, self.cfg.color)
+        probs = probabilities(self.model, on_device, self.mean, self.std)
+        threshold = self.cfg.threshold if threshold is None else np.asarray(threshold)
+        return probs, (probs >= threshold).astype(np.uint8)
+
+    def save(self, path: Path, metrics: dict, thresholds: list[float] | None = None) -> Path:
+        return ckpt_io.save(
+            path,
+            model_state=self.model.state_dict(),
+            optimizer_state=self.optimizer.state_dict(),
+            epoch=self.epoch,
+            config=self.cfg.to_dict(),
+            labels=self.labels,
+            thresholds=thresholds or [self.cfg.threshold] * len(self.labels),
+            metrics=metrics,
+            data_fingerprint=self.data_fingerprint,
+        )
+
+
+def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flips, plus (flipcrop) random crops after reflect padding, per image, on the device."""
+    b, _, h, w = x.shape
+    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device).view(b, 1, 1, 1)
+    x = torch.where(flip, x.flip(3), x)
+    if kind == "flipcrop":
+        pad = max(1, h // 16)
+        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+        ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+        rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        batch = torch.arange(b, device=x.device)[:, None, None, None]
+        chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        x = padded[batch, chans, rows, cols]
+    return x
+
+
+def normalisation(color: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std as 1 x C x 1 x 1 tensors on `device`."""
+    mean = torch.tensor(_MEAN[color], device=device)
+    std = torch.tensor(_STD[color], device=device)
+    return mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+
+
+def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    x = (x - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def autocast(device: torch.device):
+    # bf16 autocast: 2-3x on Hopper, fp32 master weights; CPU stays fp32.
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def probabilities(model: torch.nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> np.ndarray:
+    """Sigmoid probabilities for uint8 images already on the model's device, batch by batch."""
+    model.eval()
+    device = images.device
+    out = []
+    for start in range(0, len(images), EVAL_BATCH):
+        x = normalise(images[start : start + EVAL_BATCH].float().div_(255.0), mean, std, device.type == "cuda")
+        with autocast(device):
+            logits = model(x)
+        out.append(torch.sigmoid(logits.float()).cpu().numpy())
+    return np.concatenate(out)
+
+
+class Predictor:
+    """A trained model loaded from a checkpoint dict: probabilities and 0/1 predictions."""
+
+    def __init__(self, checkpoint: dict, device: str = "auto") -> None:
+        self.cfg = TrainConfig.from_dict({**checkpoint["config"], "device": device, "pretrained": False})
+        self.labels = list(checkpoint["labels"])
+        self.thresholds = np.asarray(checkpoint["thresholds"], dtype=np.float32)
+        self.device = resolve_device(device)
+        channels = 3 if self.cfg.color == "rgb" else 1
+        self.model = build_model(self.cfg.model, len(self.labels), in_channels=channels, width=self.cfg.width)
+        self.model.load_state_dict(checkpoint["model_state"])
+        self.model.to(self.device)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.mean, self.std = normalisation(self.cfg.color, self.device)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """uint8 N x C x 128 x 128 -> N x L probabilities."""
+        if len(images) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        on_device = to_device_images(images, self.cfg.image_size, self.device, self.cfg.color)
+        return probabilities(self.model, on_device, self.mean, self.std)
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, 0/1 predictions with the checkpoint's per-label thresholds)."""
+        probs = self.probabilities(images)
+        return probs, (probs >= self.thresholds).astype(np.uint8)

@@ -1,0 +1,56 @@
+"""Where things live: $LABELTUNE_HOME, the MLflow store under it, and searches' folders.
+
+    $LABELTUNE_HOME/mlruns/mlflow.db   the MLflow tracking store (sqlite) + artifacts
+    $LABELTUNE_HOME/runs/<search>/     Tune's storage for one search
+
+`MLFLOW_TRACKING_URI` or an explicit `--tracking-uri` override the store. Every path
+is absolute: Ray trial processes chdir into their trial folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def home() -> Path:
+    """$LABELTUNE_HOME, or the current directory when unset."""
+    return Path(os.environ.get("LABELTUNE_HOME") or os.getcwd()).resolve()
+
+
+def mlruns_dir() -> Path:
+    return home() / "mlruns"
+
+
+def runs_dir() -> Path:
+    return home() / "runs"
+
+
+def tracking_uri(explicit: str | None = None) -> str:
+    """The MLflow tracking URI: explicit > $MLFLOW_TRACKING_URI > sqlite under $LABELTUNE_HOME/mlruns."""
+    if explicit:
+        return explicit
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
+
+
+def open_experiment(name: str, uri: str | None = None):
+    """Point MLflow at the store and return the experiment id, creating it with an absolute artifact location.
+
+    Imports MLflow: call it only when tracking is on.
+    """
+    import mlflow
+
+    uri = tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri[len("sqlite:///"):]).parent / "artifacts" / name).as_uri()
+    return client.create_experiment(name, artifact_location=location)

@@ -1,0 +1,217 @@
+"""Search spaces: named presets and user files, turned into Optuna define-by-run functions.
+
+A space is a plain dict, parameter name -> one of
+    a scalar                      fixed value
+    a list                        categorical choices
+    {"low": a, "high": b, "log": true/false, "int": true/false}   a range
+
+Parameter names are TrainConfig fields, except the learning rate: each optimizer has
+its own (`lr_adamw`, `lr_sgd`, ...) so TPE does not pool scales that differ by 1000x;
+`to_train_config` maps the chosen one to `lr` at the edge. `lr_<opt>` is only
+suggested when `<opt>` is the chosen optimizer, and `width` only for the small CNNs.
+
+A user file (YAML or JSON) names a preset to start from (`preset: quick`, default
+`default`) and fixes or narrows any parameter:
+
+    preset: quick
+    model: [cnn5, cnn4]        # narrow the choices
+    lr_adamw: {low: 1e-4, high: 3e-3, log: true}
+    image_size: 32             # fix
+
+The define-by-run function is module-level and bound with functools.partial, so the
+searcher state pickles for resume. The space's fingerprint is recorded with the
+search: Optuna cannot change categorical choices inside a study.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from trainable.config import TrainConfig
+
+OPTIMIZER_LR = {
+    "adamw": {"low": 1e-5, "high": 1e-2, "log": True},
+    "adam": {"low": 1e-5, "high": 1e-2, "log": True},
+    "adamax": {"low": 1e-5, "high": 1e-2, "log": True},
+    "sgd": {"low": 1e-3, "high": 0.3, "log": True},
+    "adadelta": {"low": 0.05, "high": 1.0, "log": True},
+}
+SMALL_CNNS = ("dummy", "cnn3bn", "cnn4", "cnn5")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The full space for GPU clusters.
+    "default": {
+        "model": ["cnn3bn", "cnn4", "cnn5", "resnet18", "resnet50", "efficientnet_lite0"],
+        "loss": ["bce", "multilabel_soft_margin", "mse", "l1"],
+        "optimizer": list(OPTIMIZER_LR),
+        **{f"lr_{name}": rng for name, rng in OPTIMIZER_LR.items()},
+        "weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
+        "batch_size": [32, 64, 128, 256],
+        "threshold": {"low": 0.2, "high": 0.8},
+        "color": ["rgb", "gray"],
+        "augment": ["none", "flip", "flipcrop"],
+        "pos_weight": ["off", "auto"],
+        "width": 1.0,
+        "image_size": 128,
+    },
+    # Small models, narrow widths, 64x64 images: a search that runs on a laptop CPU.
+    "quick": {
+        "model": ["cnn3bn", "cnn4", "cnn5"],
+        "loss": ["bce", "multilabel_soft_margin"],
+        "optimizer": ["adamw", "adam", "sgd"],
+        **{f"lr_{name}": OPTIMIZER_LR[name] for name in ("adamw", "adam", "sgd")},
+        "weight_decay": {"low": 1e-6, "high": 1e-3, "log": True},
+        "batch_size": [32, 64],
+        "threshold": {"low": 0.2, "high": 0.6},
+        "color": ["rgb"],
+        "augment": ["none", "flip"],
+        "pos_weight": ["off", "auto"],
+        "width": [0.25, 0.5],
+        "image_size": 64,
+    },
+}
+
+# The course report's final recipe, the point every search starts from when its space holds it.
+COURSE_RECIPE = {
+    "model": "efficientnet_lite0", "color": "rgb", "loss": "bce", "optimizer": "adadelta",
+    "lr_adadelta": 0.2, "batch_size": 32, "threshold": 0.5,
+}
+
+
+class SpaceError(ValueError):
+    """A space file or preset that cannot be used."""
+
+
+def load_space(name_or_file: str) -> dict[str, Any]:
+    """A preset name or a YAML/JSON file -> the space dict (a fresh copy)."""
+    if name_or_file in PRESETS:
+        return copy.deepcopy(PRESETS[name_or_file])
+    path = Path(name_or_file)
+    if not path.is_file():
+        raise SpaceError(f"{name_or_file}: neither a preset ({', '.join(PRESETS)}) nor a file")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            overrides = yaml.safe_load(path.read_text()) or {}
+        else:
+            overrides = json.loads(path.read_text())
+    except Exception as exc:  # yaml and json raise different types; both are a bad file
+        raise SpaceError(f"{path}: not valid YAML/JSON: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(overrides, dict):
+        raise SpaceError(f"{path}: expected a mapping of parameter -> value, list or range")
+    preset = overrides.pop("preset", "default")
+    if preset not in PRESETS:
+        raise SpaceError(f"{path}: preset {preset!r} is not one of {', '.join(PRESETS)}")
+    space = copy.deepcopy(PRESETS[preset])
+    space.update(overrides)
+    validate_space(space, where=str(path))
+    return space
+
+
+def validate_space(space: dict[str, Any], where: str = "space") -> None:
+    """Every key a TrainConfig field or lr_<optimizer>; ranges well formed."""
+    from trainable.getters import OPTIMIZERS
+    from trainable.models import MODELS
+
+    fields = set(TrainConfig.__dataclass_fields__) - {"lr"}
+    valid = fields | {f"lr_{name}" for name in OPTIMIZERS}
+    for key, value in space.items():
+        if key not in valid:
+            raise SpaceError(f"{where}: unknown parameter {key!r}; valid: {', '.join(sorted(valid))}")
+        if isinstance(value, dict):
+            if not {"low", "high"} <= set(value) or not float(value["low"]) <= float(value["high"]):
+                raise SpaceError(f"{where}: {key}: a range needs low <= high, got {value}")
+        elif isinstance(value, list) and not value:
+            raise SpaceError(f"{where}: {key}: an empty list of choices")
+    for model in _choices(space.get("model", "cnn5")):
+        if model not in MODELS:
+            raise SpaceError(f"{where}: model {model!r} is not one of {', '.join(MODELS)}")
+    for opt in _choices(space.get("optimizer", "adamw")):
+        if opt not in OPTIMIZERS:
+            raise SpaceError(f"{where}: optimizer {opt!r} is not one of {', '.join(OPTIMIZERS)}")
+
+
+def _choices(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def fingerprint(space: dict[str, Any], constants: dict[str, Any]) -> str:
+    """A short hash naming the space and the fixed settings (resume refuses a changed one)."""
+    blob = json.dumps({"space": space, "constants": constants}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _suggest(trial, name: str, value: Any) -> Any:
+    if isinstance(value, list):
+        return value[0] if len(value) == 1 else trial.suggest_categorical(name, value)
+    if isinstance(value, dict):
+        low, high, log = value["low"], value["high"], bool(value.get("log", False))
+        if value.get("int"):
+            return trial.suggest_int(name, int(low), int(high), log=log)
+        return trial.suggest_float(name, float(low), float(high), log=log)
+    return value
+
+
+def define_by_run(trial, space: dict[str, Any], constants: dict[str, Any], pretrained_models: tuple[str, ...]) -> dict[str, Any]:
+    """Optuna define-by-run: suggest each parameter, conditional ones only where they apply.
+
+    Returns the whole trial config (constants + choices); Tune merges it with what Optuna captured.
+    """
+    chosen = {
+        "model": _suggest(trial, "model", space.get("model", "cnn5")),
+        "optimizer": _suggest(trial, "optimizer", space.get("optimizer", "adamw")),
+    }
+    for name, value in space.items():
+        if name in chosen:
+            continue
+        if name.startswith("lr_") and name != f"lr_{chosen['optimizer']}":
+            continue  # another optimizer's learning rate
+        if name == "width" and chosen["model"] not in SMALL_CNNS:
+            continue  # the backbones have no width knob
+        chosen[name] = _suggest(trial, name, value)
+    chosen["pretrained"] = chosen["model"] in pretrained_models
+    return {**constants, **chosen}
+
+
+def make_define_by_run(space: dict[str, Any], constants: dict[str, Any], pretrained_models: tuple[str, ...]):
+    """The picklable define-by-run function for OptunaSearch."""
+    return functools.partial(define_by_run, space=space, constants=constants, pretrained_models=tuple(pretrained_models))
+
+
+def to_train_config(config: dict[str, Any]) -> TrainConfig:
+    """A trial's config (Optuna's names) -> TrainConfig: `lr_<optimizer>` becomes `lr`."""
+    values = dict(config)
+    lr_keys = [k for k in values if k.startswith("lr_")]
+    chosen = f"lr_{values.get('optimizer', 'adamw')}"
+    if chosen in values:
+        values["lr"] = values[chosen]
+    for key in lr_keys:
+        values.pop(key)
+    return TrainConfig.from_dict(values)
+
+
+def points_to_evaluate(space: dict[str, Any], pretrained_models: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The course recipe on pretrained backbones, for each backbone the space holds."""
+    points = []
+    for model in ("efficientnet_lite0", "resnet50"):
+        if model not in pretrained_models:
+            continue
+        point = {**COURSE_RECIPE, "model": model}
+        if all(_holds(space.get(k), v) for k, v in point.items() if k in space):
+            points.append({k: v for k, v in point.items() if isinstance(space.get(k), (list, dict))
+                           and not (isinstance(space.get(k), list) and len(space[k]) == 1)})
+    return points
+
+
+def _holds(domain: Any, value: Any) -> bool:
+    if isinstance(domain, list):
+        return value in domain
+    if isinstance(domain, dict):
+        return float(domain["low"]) <= float(value) <= float(domain["high"])
+    return domain == value

@@ -1,0 +1,434 @@
+"""MLflow tracking of a search: one parent run per search, one child run per trial, written by the driver.
+
+    tracker = MLflowTracker(store.tracking_uri(), "search-0612", parent_tags={...}, max_epochs=5)
+    tuner = Tuner(..., run_config=RunConfig(storage_path=..., callbacks=[tracker]))
+    check_store(uri)                         # before starting: TrackingUnavailable names the URI
+    parent, children = find_search_runs(uri, "search-0612")
+
+The tracker is a Ray Tune Callback, so it runs on the driver only: trials never talk to
+MLflow, and worker nodes need no access to the store. It uses an `MlflowClient` and never
+MLflow's global fluent state (`mlflow.set_experiment` on the driver would redirect other
+writers). Runs are found again by tags, so a resumed search (`search --resume NAME`, a new
+driver that unpickles this callback from Tune's experiment state) continues the same
+parent and child runs instead of leaving duplicates behind:
+
+    parent   tags labeltune.search=<name>, labeltune.role=parent
+    child    tags labeltune.search=<name>, labeltune.role=trial, labeltune.trial_id=<id>,
+             mlflow.parentRunId=<parent run id>; run name = trial id; params = trial config
+
+A failing store must not stop a search: every hook logs a warning and returns.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import numbers
+import os
+import socket
+import sqlite3
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import mlflow
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH
+from ray.tune import Callback
+
+from trainable import plots, store
+from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
+
+log = logging.getLogger(__name__)
+
+SEARCH_TAG = "labeltune.search"
+ROLE_TAG = "labeltune.role"
+TRIAL_TAG = "labeltune.trial_id"
+PARENT_RUN_TAG = "mlflow.parentRunId"
+CURVE_METRICS = ("train/loss", "val/loss", "val/micro_f1", "val/macro_f1")
+"""what curves.png draws, read back from the store so that it spans a resumed trial's epochs"""
+PLAIN_METRICS = ("epoch", "img_per_s", "time_total_s")
+"""result keys without a '/' that are logged too; every numeric '<split>/<name>' key is logged"""
+
+
+class TrackingUnavailable(Exception):
+    """The MLflow store cannot be reached or written; the message names the URI."""
+
+
+def _guarded(hook: Callable) -> Callable:
+    """Run a Tune hook; an error (store down, locked database, plotting) becomes a warning, never a crashed search."""
+
+    @functools.wraps(hook)
+    def wrapper(self: "MLflowTracker", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return hook(self, *args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - tracking is best effort; the search goes on
+            first = hook.__name__ not in self._warned
+            self._warned.add(hook.__name__)
+            # The traceback once per hook: a store that went away would otherwise flood the log.
+            log.warning("MLflow tracking (%s) failed in %s: %s: %s; the search goes on",
+                        self.tracking_uri, hook.__name__, type(e).__name__, _first_line(str(e)), exc_info=first)
+            return None
+
+    return wrapper
+
+
+class MLflowTracker(Callback):
+    """Tune callback that is the only MLflow writer of a search (see the module docstring)."""
+
+    def __init__(self, tracking_uri: str, search_name: str, parent_tags: dict[str, str] | None = None,
+                 experiment: str = "labeltune", max_epochs: int | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.search_name = search_name
+        self.parent_tags = {str(k): str(v) for k, v in (parent_tags or {}).items()}
+        self.experiment = experiment
+        self.max_epochs = max_epochs
+        self.parent_run_id: str | None = None
+        self._experiment_id: str | None = None
+        self._children: dict[str, str] = {}
+        """trial id -> child run id"""
+        self._host_tags: dict[str, dict[str, str]] = {}
+        """trial id -> node tags already written (tagged again only when a trial moves)"""
+        self._warned: set[str] = set()
+        self._client: mlflow.MlflowClient | None = None
+
+    # Tune pickles callbacks into its experiment state; a resumed search unpickles them on a new driver.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_client"] = None
+        return state
+
+    @property
+    def client(self) -> mlflow.MlflowClient:
+        if self._client is None:
+            self._client = mlflow.MlflowClient(self.tracking_uri)
+        return self._client
+
+    # ---- Tune hooks -------------------------------------------------------------------------------
+
+    @_guarded
+    def setup(self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None,
+              **info: Any) -> None:
+        """Find the search's parent run (a resumed search) and set it RUNNING again, or create it."""
+        self._open_parent(total_num_samples)
+
+    @_guarded
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Create the trial's child run with its config as params, or set a resumed trial's run RUNNING again."""
+        run_id, created = self._child_run(trial, create=True)
+        if not created:
+            self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+
+    @_guarded
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        """Log the epoch's numeric metrics at step = training_iteration (= epoch), in one batch."""
+        run_id, _ = self._child_run(trial, create=True)
+        step = int(result.get("training_iteration") or 0)
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, float(value), now, step) for key, value in result.items()
+                   if ("/" in key or key in PLAIN_METRICS) and _is_number(value)]
+        tags = {}
+        for key, tag in (("node_id", "labeltune.node_id"), ("hostname", "labeltune.hostname")):
+            if result.get(key) is not None:
+                tags[tag] = str(result[key])
+        if tags == self._host_tags.get(trial.trial_id):
+            tags = {}
+        tag_list = [RunTag(k, v) for k, v in tags.items()]
+        for start in range(0, max(1, len(metrics)), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=metrics[start:start + MAX_METRICS_PER_BATCH],
+                                  tags=tag_list if start == 0 else [])
+        if tags:
+            self._host_tags[trial.trial_id] = tags
+
+    @_guarded
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Draw curves.png and confusion.png, tag an ASHA-stopped trial, and end the child run FINISHED."""
+        run_id, _ = self._child_run(trial, create=False)
+        if run_id is None:  # a trial that never started (stopped while pending): nothing to close
+            return
+        last = trial.last_result or {}
+        try:
+            self._log_figures(run_id, last)
+        finally:
+            if self.max_epochs is not None and last.get("training_iteration") is not None:
+                self.client.set_tag(run_id, "labeltune.stopped_early", str(self._stopped_early(trial)).lower())
+            self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+    @_guarded
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Tag the error (its exception line), keep the whole text as error.txt, end the child run FAILED."""
+        run_id, _ = self._child_run(trial, create=True)
+        text = _trial_error_text(trial)
+        try:
+            self.client.set_tag(run_id, "labeltune.error", _error_summary(text) if text else "unknown error")
+            if text:
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / "error.txt"
+                    path.write_text(text)
+                    self.client.log_artifact(run_id, str(path))
+        finally:
+            self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+
+    @_guarded
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Trial counts and best/<PRIMARY_METRIC> on the parent; close children left RUNNING (KILLED) and the parent.
+
+        Children still RUNNING here belong to an interrupted search (Ctrl-C, driver error): they
+        end KILLED, and so does the parent; a resume sets both RUNNING again. A search whose
+        trials all ended leaves its parent FINISHED.
+        """
+        parent_id = self._open_parent(None) if self.parent_run_id is None else self.parent_run_id
+        children = _search_runs(self.client, [self._experiment_id], _child_filter(self.search_name))
+        running = RunStatus.to_string(RunStatus.RUNNING)
+        killed = [run for run in children if run.info.status == running]
+        for run in killed:
+            self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+
+        statuses = [str(getattr(t, "status", "")) for t in trials]
+        stopped_early = sum(1 for t in trials if str(getattr(t, "status", "")) == "TERMINATED" and self._stopped_early(t))
+        tags = {
+            "labeltune.trials": str(len(trials)),
+            "labeltune.trials_terminated": str(statuses.count("TERMINATED")),
+            "labeltune.trials_error": str(statuses.count("ERROR")),
+            "labeltune.trials_stopped_early": str(stopped_early),
+            "labeltune.trials_killed": str(len(killed)),
+        }
+        best_value, best_run = None, None
+        sign = 1.0 if PRIMARY_MODE == "max" else -1.0
+        for run in children:
+            values = [m.value for m in self.client.get_metric_history(run.info.run_id, PRIMARY_METRIC)]
+            values = [v for v in values if v == v]  # NaN never wins
+            if values:
+                value = max(values, key=lambda v: sign * v)
+                if best_value is None or sign * value > sign * best_value:
+                    best_value, best_run = value, run
+        metrics = []
+        if best_value is not None:
+            metrics.append(Metric(f"best/{PRIMARY_METRIC}", best_value, int(time.time() * 1000), 0))
+            tags["labeltune.best_trial_id"] = best_run.data.tags.get(TRIAL_TAG, "")
+            tags["labeltune.best_run_id"] = best_run.info.run_id
+        self.client.log_batch(parent_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
+        status = RunStatus.KILLED if killed else RunStatus.FINISHED
+        self.client.set_terminated(parent_id, RunStatus.to_string(status))
+
+    # ---- helpers ----------------------------------------------------------------------------------
+
+    def _open_parent(self, total_num_samples: int | None) -> str:
+        self._experiment_id = store.open_experiment(self.experiment, self.tracking_uri)
+        found = _search_runs(self.client, [self._experiment_id], _parent_filter(self.search_name))
+        if found:
+            parent = min(found, key=lambda run: run.info.start_time or 0)  # the first one, should a race make two
+            self.client.update_run(parent.info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            log.info("MLflow: search %s resumes parent run %s", self.search_name, parent.info.run_id)
+            self.parent_run_id = parent.info.run_id
+        else:
+            tags = {**self.parent_tags, SEARCH_TAG: self.search_name, ROLE_TAG: "parent"}
+            if total_num_samples is not None:
+                tags.setdefault("labeltune.num_samples", str(total_num_samples))
+            parent = self.client.create_run(self._experiment_id, tags=tags, run_name=self.search_name)
+            log.info("MLflow: search %s -> parent run %s (%s)", self.search_name, parent.info.run_id, self.tracking_uri)
+            self.parent_run_id = parent.info.run_id
+        return self.parent_run_id
+
+    def _child_run(self, trial: Any, create: bool) -> tuple[str | None, bool]:
+        """(run id, created now) of the trial's child run: cached, found by tags, or (create=True) created."""
+        trial_id = str(trial.trial_id)
+        if trial_id in self._children:
+            return self._children[trial_id], False
+        if self.parent_run_id is None:
+            self._open_parent(None)
+        found = _search_runs(self.client, [self._experiment_id], _child_filter(self.search_name, trial_id))
+        if found:
+            run_id = min(found, key=lambda run: run.info.start_time or 0).info.run_id
+            self._children[trial_id] = run_id
+            return run_id, False
+        if not create:
+            return None, False
+        run = self.client.create_run(self._experiment_id, run_name=trial_id, tags={
+            PARENT_RUN_TAG: self.parent_run_id, SEARCH_TAG: self.search_name, ROLE_TAG: "trial", TRIAL_TAG: trial_id})
+        self._children[trial_id] = run.info.run_id
+        # Params once, at creation: logging a param again with another value raises in MLflow.
+        params = [Param(key, value) for key, value in _config_params(getattr(trial, "config", None) or {}).items()]
+        for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(run.info.run_id, params=params[start:start + MAX_PARAMS_TAGS_PER_BATCH])
+        return run.info.run_id, True
+
+    def _log_figures(self, run_id: str, last: dict) -> None:
+        history = _epoch_history(self.client, run_id)
+        labels = [key[len("val/tp/"):] for key in last if key.startswith("val/tp/")]
+        with tempfile.TemporaryDirectory() as tmp:
+            if history:
+                self.client.log_artifact(run_id, str(plots.plot_curves(history, Path(tmp) / "curves.png")))
+            if labels:
+                path = plots.plot_confusion_grid(last, labels, Path(tmp) / "confusion.png", prefix="val")
+                self.client.log_artifact(run_id, str(path))
+
+    def _stopped_early(self, trial: Any) -> bool:
+        epochs = (getattr(trial, "last_result", None) or {}).get("training_iteration")
+        return self.max_epochs is not None and epochs is not None and int(epochs) < self.max_epochs
+
+
+# ---- store checks and queries ---------------------------------------------------------------------
+
+
+def check_store(tracking_uri: str, timeout_s: float = 10) -> None:
+    """Raise TrackingUnavailable (one line, naming the URI) unless the MLflow store answers and can be written.
+
+    http(s): GET <uri>/health with a timeout first, so a server that is down fails in
+    seconds rather than after MLflow's minutes of retries. sqlite: the folder must be
+    creatable and writable and the database not locked (a write transaction is opened and
+    rolled back). Then MLflow itself must read the store (a wrong schema, a non-MLflow file).
+    """
+    uri = tracking_uri
+    if uri.startswith(("http://", "https://")):
+        _check_http(uri, timeout_s)
+    elif uri.startswith("sqlite:///"):
+        _check_sqlite(uri, Path(uri[len("sqlite:///"):]), timeout_s)
+    # MLflow retries an HTTP request for minutes by default: one try, bounded, for this check only.
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(timeout_s)))
+    try:
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as e:  # noqa: BLE001 - any failure here means the store is unusable; say so with the URI
+        raise TrackingUnavailable(f"MLflow store {uri} is not usable: {type(e).__name__}: {_first_line(str(e))}") from e
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _check_http(uri: str, timeout_s: float) -> None:
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+            pass
+    except urllib.error.HTTPError:
+        return  # something answers; whether it is an MLflow server is the next check's question
+    except (urllib.error.URLError, OSError, socket.timeout) as e:
+        reason = getattr(e, "reason", e)
+        raise TrackingUnavailable(
+            f"MLflow tracking server {uri} is unreachable ({reason}); start it or pass another --tracking-uri") from e
+
+
+def _check_sqlite(uri: str, path: Path, timeout_s: float) -> None:
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrackingUnavailable(f"MLflow store {uri}: cannot create folder {folder}: {e.strerror or e}") from e
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TrackingUnavailable(f"MLflow store {uri}: folder {folder} is not writable")
+    if not path.exists():
+        return  # MLflow creates the database (next check)
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=timeout_s)
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # takes the write lock: fails on a locked or read-only database
+            conn.rollback()
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        raise TrackingUnavailable(f"MLflow store {uri} cannot be written: {e}") from e
+
+
+def find_search_runs(tracking_uri: str, search_name: str, experiment: str = "labeltune") -> tuple[Any, list]:
+    """(parent run or None, child runs sorted by trial id) of the search called `search_name`."""
+    client = mlflow.MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None, []
+    parents = _search_runs(client, [exp.experiment_id], _parent_filter(search_name))
+    parent = min(parents, key=lambda run: run.info.start_time or 0) if parents else None
+    children = _search_runs(client, [exp.experiment_id], _child_filter(search_name))
+    return parent, sorted(children, key=lambda run: run.data.tags.get(TRIAL_TAG, ""))
+
+
+def _search_runs(client: mlflow.MlflowClient, experiment_ids: list, filter_string: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _quote(value: str) -> str:
+    """A string literal for MLflow's filter syntax."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ValueError(f"a search name or trial id cannot hold both quote characters: {value!r}")
+
+
+def _parent_filter(search_name: str) -> str:
+    return f"tags.`{SEARCH_TAG}` = {_quote(search_name)} and tags.`{ROLE_TAG}` = 'parent'"
+
+
+def _child_filter(search_name: str, trial_id: str | None = None) -> str:
+    text = f"tags.`{SEARCH_TAG}` = {_quote(search_name)} and tags.`{ROLE_TAG}` = 'trial'"
+    if trial_id is not None:
+        text += f" and tags.`{TRIAL_TAG}` = {_quote(trial_id)}"
+    return text
+
+
+def _epoch_history(client: mlflow.MlflowClient, run_id: str) -> list[dict]:
+    """One dict per logged step with CURVE_METRICS and epoch; a step logged twice (restart) keeps its latest value."""
+    rows: dict[int, dict] = {}
+    for key in (*CURVE_METRICS, "epoch"):
+        for metric in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
+            rows.setdefault(metric.step, {"epoch": metric.step})[key] = metric.value
+    return [rows[step] for step in sorted(rows)]
+
+
+def _config_params(config: dict, prefix: str = "") -> dict[str, str]:
+    """Flatten a trial config to MLflow params; values as strings cut to MLflow's length limit."""
+    params = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            params.update(_config_params(value, prefix=f"{name}/"))
+        else:
+            params[name] = str(value)[:MAX_PARAM_VAL_LENGTH]
+    return params
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_"
+
+
+def _trial_error_text(trial: Any) -> str:
+    """The trial's error as Tune wrote it (error.txt in the trial folder), or '' when there is none."""
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).is_file():
+        return Path(path).read_text(errors="replace")
+    get_error = getattr(trial, "get_error", None)
+    return str(get_error() or "") if get_error else ""
+
+
+def _error_summary(text: str) -> str:
+    """The exception line(s) of a traceback ('ValueError: boom'), else the first line; within the tag limit.
+
+    Tune's error file holds 'Failure # N (occurred at ...)' headers and Ray's traceback, whose
+    last unindented line after a 'File ...' frame is the exception; the latest failure wins.
+    """
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Failure # ")]
+    if not lines:
+        return "unknown error"
+    last_frame = max((i for i, line in enumerate(lines) if line.lstrip().startswith("File ")), default=None)
+    if last_frame is not None:
+        tail = [line for line in lines[last_frame + 1:] if not line.startswith((" ", "\t"))]
+        if tail:
+            return "\n".join(tail)[:MAX_TAG_VAL_LENGTH]
+    return lines[0][:MAX_TAG_VAL_LENGTH]
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")

@@ -1,0 +1,197 @@
+"""The search service through the CLI, as a user runs it, on the session's Ray.
+
+A search of a few tiny trials (image_size 32, a quarter-width CNN, 2-3 epochs) takes
+30-60 s here; the module shares one finished search between the read-only tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BIN, run_cli
+
+from trainable.metrics import PRIMARY_METRIC
+
+SPACE = {"preset": "quick", "image_size": 32, "width": [0.25], "model": ["cnn3bn", "cnn5"], "batch_size": [32],
+         "threshold": {"low": 0.05, "high": 0.95}}
+
+
+def write_space(folder: Path, **overrides) -> Path:
+    path = folder / "space.json"
+    path.write_text(json.dumps({**SPACE, **overrides}))
+    return path
+
+
+def trial_rows(search_path: Path) -> dict[str, list[dict]]:
+    from search.catalog import trial_results
+
+    return trial_results(search_path)
+
+
+def mlflow_runs(home: Path, name: str):
+    from search.tracking import find_search_runs
+
+    return find_search_runs(f"sqlite:///{home / 'mlruns' / 'mlflow.db'}", name)
+
+
+@pytest.fixture(scope="module")
+def finished_search(tmp_path_factory, ray_address, synth_dir, _mlflow_template):
+    """One 6-trial search (3 epochs, ASHA grace 1) run through the CLI; returns (home, name, stdout)."""
+    home = tmp_path_factory.mktemp("search-home")
+    (home / "mlruns").mkdir()
+    shutil.copy(_mlflow_template, home / "mlruns" / "mlflow.db")
+    space = write_space(home)
+    proc = run_cli("search", "--data", str(synth_dir), "--space", str(space), "--trials", "6", "--epochs", "3",
+                   "--concurrency", "2", "--name", "s1", "--address", ray_address,
+                   env={"LABELTUNE_HOME": str(home)})
+    return home, "s1", proc.stdout
+
+
+@pytest.mark.timeout(600)
+def test_search_completes_and_reports_the_best_trial(finished_search):
+    home, name, stdout = finished_search
+    rows = trial_rows(home / "runs" / name)
+    assert len(rows) == 6
+    best = max(r[PRIMARY_METRIC] for trial in rows.values() for r in trial)
+    assert f"best trial: {PRIMARY_METRIC} {best:.4f}" in stdout
+    assert "top 5:" in stdout and f"labeltune promote --search {name}" in stdout
+    record = json.loads((home / "runs" / name / "labeltune_search.json").read_text())
+    assert record["status"] == "finished" and record["data_fingerprint"] and record["space_fingerprint"]
+
+
+@pytest.mark.timeout(600)  # the first test to run pays for the shared search
+def test_asha_stops_weak_trials_early(finished_search):
+    home, name, _ = finished_search
+    epochs = [max(r["training_iteration"] for r in trial) for trial in trial_rows(home / "runs" / name).values()]
+    assert max(epochs) == 3
+    assert min(epochs) < 3, f"ASHA stopped no trial: epochs per trial {epochs}"
+
+
+@pytest.mark.timeout(600)  # the first test to run pays for the shared search
+def test_finished_trials_keep_only_their_best_and_latest_checkpoints(finished_search):
+    from trainable import checkpoint as ckpt_io
+
+    home, name, _ = finished_search
+    for trial, rows in trial_rows(home / "runs" / name).items():
+        folders = sorted((home / "runs" / name / trial).glob("checkpoint_*"))
+        kept = {ckpt_io.load(f)["epoch"]: ckpt_io.load(f)["metrics"][PRIMARY_METRIC] for f in folders}
+        assert 1 <= len(kept) <= 2, (trial, sorted(kept))
+        assert rows[-1]["training_iteration"] in kept
+        assert max(kept.values()) == pytest.approx(max(r[PRIMARY_METRIC] for r in rows))
+
+
+@pytest.mark.timeout(600)  # the first test to run pays for the shared search
+def test_mlflow_holds_one_parent_and_a_child_per_trial(finished_search):
+    home, name, _ = finished_search
+    parent, children = mlflow_runs(home, name)
+    assert parent is not None and parent.info.status == "FINISHED"
+    assert len(children) == 6
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
+    rows = trial_rows(home / "runs" / name)
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert {"model", "optimizer", "loss", "threshold", "batch_size"} <= set(child.data.params)
+        history = client.get_metric_history(child.info.run_id, PRIMARY_METRIC)
+        trial_id = child.data.tags["labeltune.trial_id"]
+        expected = [r[PRIMARY_METRIC] for r in rows[f"trial_{trial_id}"]]
+        assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(1, len(expected) + 1))
+        assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(expected)
+
+
+@pytest.mark.timeout(600)  # the first test to run pays for the shared search
+def test_searches_lists_the_search(finished_search):
+    home, name, _ = finished_search
+    out = run_cli("searches", env={"LABELTUNE_HOME": str(home)}).stdout
+    line = next(line for line in out.splitlines() if line.startswith(name))
+    assert "finished" in line and "6/6" in line
+
+
+@pytest.mark.timeout(600)
+def test_failing_trials_are_recorded_as_failed_and_the_search_finishes(tmp_path, ray_address, synth_dir, labeltune_home):
+    # batch_size 1 cannot train cnn5's BatchNorm1d head: a real configuration error, raised inside the trial.
+    space = write_space(tmp_path, model=["cnn5"], batch_size=[1, 32])
+    proc = run_cli("search", "--data", str(synth_dir), "--space", str(space), "--trials", "4", "--epochs", "1",
+                   "--name", "bad", "--seed", "1", "--address", ray_address)
+    parent, children = mlflow_runs(labeltune_home, "bad")
+    failed = [c for c in children if c.info.status == "FAILED"]
+    assert failed, [c.data.params.get("batch_size") for c in children]
+    assert all(c.data.params["batch_size"] == "1" for c in failed)
+    assert all("labeltune.error" in c.data.tags for c in failed)
+    assert any(c.info.status == "FINISHED" for c in children)
+    assert f"({len(failed)} failed)" in proc.stdout
+
+
+@pytest.mark.timeout(900)
+def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path, ray_address, synth_dir, labeltune_home):
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data)
+    space = write_space(tmp_path)
+    search_path = labeltune_home / "runs" / "k1"
+    driver = subprocess.Popen(
+        [str(BIN / "labeltune"), "search", "--data", str(data), "--space", str(space), "--trials", "5",
+         "--epochs", "3", "--concurrency", "1", "--grace-period", "3", "--name", "k1", "--address", ray_address],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 400
+        while time.time() < deadline:  # kill once one trial is complete and Tune has saved state since
+            rows = trial_rows(search_path) if search_path.exists() else {}
+            done = [t for t, r in rows.items() if len(r) == 3]
+            if done and len(rows) >= 2 and any(search_path.glob("experiment_state-*.json")):
+                time.sleep(2)
+                break
+            assert driver.poll() is None, "the search ended before it could be killed"
+            time.sleep(0.5)
+        else:
+            pytest.fail("no trial completed in time")
+        before = trial_rows(search_path)
+        completed_before = {t: r for t, r in before.items() if len(r) == 3}
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+
+    out = run_cli("searches").stdout
+    assert "interrupted" in next(line for line in out.splitlines() if line.startswith("k1"))
+    run_cli("search", "--resume", "k1", "--address", ray_address)
+    after = trial_rows(search_path)
+    assert len(after) == 5
+    for trial, rows in completed_before.items():
+        assert after[trial] == rows, f"completed trial {trial} was rerun"
+    for trial, rows in after.items():
+        iterations = [r["training_iteration"] for r in rows]
+        assert iterations[-1] == 3 and iterations[0] == 1, (trial, iterations)
+    parent, children = mlflow_runs(labeltune_home, "k1")
+    assert parent.info.status == "FINISHED"
+    assert sorted(c.data.tags["labeltune.trial_id"] for c in children) == sorted(t[len("trial_"):] for t in after)
+    assert all(c.info.status == "FINISHED" for c in children)
+
+    # Resume refuses a changed space, and changed data.
+    write_space(tmp_path, batch_size=[64])
+    proc = run_cli("search", "--resume", "k1", "--space", str(tmp_path / "space.json"), "--address", ray_address,
+                   check=False)
+    assert proc.returncode == 1 and "space" in proc.stderr and "Traceback" not in proc.stderr
+    write_space(tmp_path)
+    bird = data / "annotations" / "bird.txt"
+    bird.write_text(bird.read_text() + "1\n")
+    proc = run_cli("search", "--resume", "k1", "--address", ray_address, check=False)
+    assert proc.returncode == 1 and "changed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.timeout(120)
+def test_unsatisfiable_resources_are_refused_with_the_cluster_resources(tmp_path, ray_address, synth_dir, labeltune_home):
+    proc = run_cli("search", "--data", str(synth_dir), "--space", str(write_space(tmp_path)), "--trials", "2",
+                   "--gpus-per-trial", "1", "--address", ray_address, "--no-track", check=False)
+    assert proc.returncode == 1
+    assert "no node of the cluster can run" in proc.stderr and "CPU 2" in proc.stderr

@@ -1,0 +1,257 @@
+"""MLflowTracker in real Tune runs (parent + children, metrics, figures, failures), its resume
+semantics (runs found again by tags after a pickle round trip), and check_store's verdicts."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import socket
+import sqlite3
+import sys
+import types
+from pathlib import Path
+
+import mlflow
+import pytest
+import ray.cloudpickle
+from ray import tune
+
+from search.tracking import MLflowTracker, TrackingUnavailable, check_store, find_search_runs
+from trainable.metrics import PRIMARY_METRIC
+
+# tests/ is not importable on Ray workers: ship this module's functions (the trainables) by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+LABELS = ("dog", "sea")
+EPOCHS = 3
+
+
+def _uri(home: Path) -> str:
+    return f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
+
+
+def _fake_metrics(x: float, epoch: int) -> dict:
+    """What the Gym would report at an epoch; deterministic so the test can recompute it."""
+    f1 = round(0.1 * epoch + x, 6)
+    metrics = {"epoch": epoch, "img_per_s": 100.0 * epoch, "train/loss": 1.0 / epoch, "val/loss": 1.2 / epoch,
+               "val/micro_f1": f1, "val/macro_f1": f1 / 2}
+    for i, label in enumerate(LABELS):
+        metrics.update({f"val/tp/{label}": epoch + i, f"val/fp/{label}": 1, f"val/fn/{label}": 2, f"val/tn/{label}": 10})
+        metrics[f"val/f1/{label}"] = f1
+    return metrics
+
+
+def _make_trainable(fail_x: float | None = None):
+    """A function trainable that reports EPOCHS fake epochs, and raises at epoch 2 when config x == fail_x."""
+
+    def trainable(config: dict) -> None:
+        for epoch in range(1, EPOCHS + 1):
+            if fail_x is not None and config["x"] == fail_x and epoch == 2:
+                raise ValueError(f"boom at x={config['x']}")
+            tune.report({**_fake_metrics(config["x"], epoch), "node_id": "node-abc", "flag": True})
+
+    return trainable
+
+
+def _fit(tmp_path: Path, tracker: MLflowTracker, param_space: dict, num_samples: int, fail_x: float | None = None):
+    tuner = tune.Tuner(
+        _make_trainable(fail_x),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(num_samples=num_samples),
+        run_config=tune.RunConfig(name="exp", storage_path=str((tmp_path / "runs").resolve()), callbacks=[tracker],
+                                  verbose=0),
+    )
+    return tuner.fit()
+
+
+def _artifacts(client: mlflow.MlflowClient, run_id: str) -> set[str]:
+    return {a.path for a in client.list_artifacts(run_id)}
+
+
+@pytest.mark.timeout(180)
+def test_search_logs_parent_children_metrics_and_figures(ray_address, labeltune_home, tmp_path):
+    uri = _uri(labeltune_home)
+    tracker = MLflowTracker(uri, "s1", parent_tags={"labeltune.space": "quick"}, max_epochs=EPOCHS)
+    grid = _fit(tmp_path, tracker, {"x": tune.uniform(0.0, 0.5), "long": "y" * 7000, "opt": {"name": "sgd"}},
+                num_samples=3)
+    assert not grid.errors
+
+    client = mlflow.MlflowClient(uri)
+    parent, children = find_search_runs(uri, "s1")
+    assert parent is not None and parent.info.status == "FINISHED"
+    assert parent.info.run_name == "s1" and parent.data.tags["labeltune.space"] == "quick"
+    assert len(children) == 3
+    configs = {r.metrics["trial_id"]: r.config for r in grid}
+    assert {c.data.tags["labeltune.trial_id"] for c in children} == set(configs)
+
+    best = 0.0
+    for child in children:
+        trial_id = child.data.tags["labeltune.trial_id"]
+        x = configs[trial_id]["x"]
+        assert child.info.status == "FINISHED"
+        assert child.info.run_name == trial_id
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["labeltune.role"] == "trial"
+        assert child.data.tags["labeltune.node_id"] == "node-abc"
+        assert child.data.tags["labeltune.hostname"] == socket.gethostname()
+        assert child.data.tags["labeltune.stopped_early"] == "false"
+        assert child.data.params["x"] == str(x)
+        assert child.data.params["opt/name"] == "sgd"
+        assert child.data.params["long"] == "y" * 6000  # cut to MLflow's limit
+        history = client.get_metric_history(child.info.run_id, PRIMARY_METRIC)
+        assert sorted((m.step, m.value) for m in history) == [(e, _fake_metrics(x, e)[PRIMARY_METRIC]) for e in (1, 2, 3)]
+        assert [m.value for m in client.get_metric_history(child.info.run_id, "val/tp/sea")] == [2, 3, 4]
+        logged = set(child.data.metrics)
+        assert {"epoch", "img_per_s", "time_total_s", "train/loss", "val/fn/dog"} <= logged
+        assert "flag" not in logged and "training_iteration" not in logged and not any(k.startswith("config") for k in logged)
+        assert {"curves.png", "confusion.png"} <= _artifacts(client, child.info.run_id)
+        local = Path(client.download_artifacts(child.info.run_id, "confusion.png", str(tmp_path)))
+        assert local.read_bytes()[:4] == b"\x89PNG"
+        best = max(best, _fake_metrics(x, EPOCHS)[PRIMARY_METRIC])
+
+    assert parent.data.metrics[f"best/{PRIMARY_METRIC}"] == pytest.approx(best)
+    assert parent.data.tags["labeltune.trials"] == "3" and parent.data.tags["labeltune.trials_terminated"] == "3"
+    assert parent.data.tags["labeltune.trials_stopped_early"] == "0"
+    assert parent.data.tags["labeltune.best_trial_id"] in configs
+
+
+@pytest.mark.timeout(180)
+def test_failing_trial_is_failed_with_its_error_others_finish(ray_address, labeltune_home, tmp_path):
+    uri = _uri(labeltune_home)
+    tracker = MLflowTracker(uri, "s2", max_epochs=EPOCHS + 1)
+    grid = _fit(tmp_path, tracker, {"x": tune.grid_search([0.0, 0.1, 0.2])}, num_samples=1, fail_x=0.1)
+    assert len(grid.errors) == 1
+
+    parent, children = find_search_runs(uri, "s2")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["labeltune.trials_error"] == "1"
+    assert parent.data.tags["labeltune.trials_stopped_early"] == "2"  # the failed trial is not counted
+    by_x = {child.data.params["x"]: child for child in children}
+    assert set(by_x) == {"0.0", "0.1", "0.2"}
+    failed = by_x["0.1"]
+    assert failed.info.status == "FAILED"
+    assert "ValueError: boom at x=0.1" in failed.data.tags["labeltune.error"]
+    assert "error.txt" in _artifacts(mlflow.MlflowClient(uri), failed.info.run_id)
+    for x in ("0.0", "0.2"):
+        assert by_x[x].info.status == "FINISHED"
+        assert by_x[x].data.tags["labeltune.stopped_early"] == "true"  # 3 epochs of max 4
+        assert "labeltune.error" not in by_x[x].data.tags
+
+
+def _trial(trial_id: str, x: float) -> types.SimpleNamespace:
+    """The attributes of ray.tune.experiment.Trial the tracker reads."""
+    return types.SimpleNamespace(trial_id=trial_id, config={"x": x}, last_result={}, status="RUNNING", error_file=None)
+
+
+def _report(tracker: MLflowTracker, trial, epoch: int) -> None:
+    result = {**_fake_metrics(trial.config["x"], epoch), "training_iteration": epoch}
+    tracker.on_trial_result(iteration=epoch, trials=[trial], trial=trial, result=result)
+    trial.last_result = result
+
+
+def test_resume_finds_the_same_runs_after_a_pickle_round_trip(labeltune_home):
+    uri = _uri(labeltune_home)
+    client = mlflow.MlflowClient(uri)
+    done, cut = _trial("t_00000", 0.1), _trial("t_00001", 0.2)
+    trials = [done, cut]
+
+    def statuses() -> tuple[str, dict[str, str]]:
+        parent, children = find_search_runs(uri, "s3")
+        return parent.info.status, {c.data.tags["labeltune.trial_id"]: c.info.status for c in children}
+
+    first = MLflowTracker(uri, "s3", max_epochs=EPOCHS)
+    first.setup(total_num_samples=2)
+    for trial in trials:
+        first.on_trial_start(iteration=0, trials=trials, trial=trial)
+        _report(first, trial, 1)
+    first.on_experiment_end(trials=trials)  # Ctrl-C: Tune ends the experiment with both trials unfinished
+    assert statuses() == ("KILLED", {"t_00000": "KILLED", "t_00001": "KILLED"})
+
+    # `search --resume`: a new driver unpickles the callback from Tune's experiment state.
+    assert first._client is not None
+    assert pickle.loads(pickle.dumps(MLflowTracker(uri, "s3"))).parent_run_id is None
+    second = ray.cloudpickle.loads(ray.cloudpickle.dumps(first))
+    assert second._client is None
+    second._children.clear()  # found again by tags, not from memory
+    second.setup(total_num_samples=2)
+    assert second.parent_run_id == first.parent_run_id
+    for trial in trials:
+        second.on_trial_start(iteration=0, trials=trials, trial=trial)
+    assert statuses() == ("RUNNING", {"t_00000": "RUNNING", "t_00001": "RUNNING"})
+    _report(second, done, 2)
+    second.on_trial_complete(iteration=2, trials=trials, trial=done)
+    second.on_experiment_end(trials=trials)
+    assert statuses() == ("KILLED", {"t_00000": "FINISHED", "t_00001": "KILLED"})
+
+    third = ray.cloudpickle.loads(ray.cloudpickle.dumps(second))
+    third.setup()
+    third.on_trial_start(iteration=0, trials=trials, trial=cut)
+    _report(third, cut, 2)
+    _report(third, cut, 3)
+    third.on_trial_complete(iteration=3, trials=trials, trial=cut)
+    third.on_experiment_end(trials=trials)
+    assert statuses() == ("FINISHED", {"t_00000": "FINISHED", "t_00001": "FINISHED"})
+
+    parent, children = find_search_runs(uri, "s3")
+    assert parent.info.run_id == first.parent_run_id
+    assert len(client.search_runs([parent.info.experiment_id])) == 3  # no duplicates
+    assert sorted(m.step for m in client.get_metric_history(children[0].info.run_id, PRIMARY_METRIC)) == [1, 2]
+    assert sorted(m.step for m in client.get_metric_history(children[1].info.run_id, PRIMARY_METRIC)) == [1, 2, 3]
+    assert children[0].data.params == {"x": "0.1"}
+    assert children[0].data.tags["labeltune.stopped_early"] == "true"
+    assert children[1].data.tags["labeltune.stopped_early"] == "false"
+    assert {"curves.png", "confusion.png"} <= _artifacts(client, children[1].info.run_id)
+    assert parent.data.metrics[f"best/{PRIMARY_METRIC}"] == pytest.approx(_fake_metrics(0.2, 3)[PRIMARY_METRIC])
+    assert parent.data.tags["labeltune.best_trial_id"] == "t_00001"
+
+
+def test_a_broken_store_warns_and_does_not_stop_the_search(tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    tracker = MLflowTracker(f"sqlite:///{blocker}/mlruns/mlflow.db", "s4")
+    trial = _trial("t_00000", 0.1)
+    with caplog.at_level(logging.WARNING, logger="search.tracking"):
+        tracker.setup()
+        tracker.on_trial_start(iteration=0, trials=[trial], trial=trial)
+        _report(tracker, trial, 1)
+        tracker.on_trial_complete(iteration=1, trials=[trial], trial=trial)
+        tracker.on_experiment_end(trials=[trial])
+    hooks = {r.getMessage().split(" failed in ")[1].split(":")[0] for r in caplog.records if " failed in " in r.getMessage()}
+    assert hooks == {"setup", "on_trial_start", "on_trial_result", "on_trial_complete", "on_experiment_end"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_check_store_refuses_a_dead_server(labeltune_home):
+    uri = f"http://127.0.0.1:{_free_port()}"
+    with pytest.raises(TrackingUnavailable, match="unreachable") as err:
+        check_store(uri, timeout_s=2)
+    assert uri in str(err.value) and "\n" not in str(err.value)
+
+
+def test_check_store_refuses_an_unwritable_sqlite_folder(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    uri = f"sqlite:///{blocker}/mlruns/mlflow.db"
+    with pytest.raises(TrackingUnavailable) as err:
+        check_store(uri)
+    assert uri in str(err.value)
+
+
+def test_check_store_refuses_a_locked_database_and_passes_a_good_one(labeltune_home):
+    uri = _uri(labeltune_home)
+    check_store(uri)
+    holder = sqlite3.connect(labeltune_home / "mlruns" / "mlflow.db")
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(TrackingUnavailable, match="locked") as err:
+            check_store(uri, timeout_s=0.2)
+        assert uri in str(err.value)
+    finally:
+        holder.rollback()
+        holder.close()
+    check_store(uri)

@@ -14,12 +14,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -97,6 +99,7 @@ def promote(search: str, metric: str = PRIMARY_METRIC, alias: str = "champion", 
     val = gym.evaluate("val")
     collector = gym.last_collector
     thresholds = tune_thresholds(collector.probs, collector.targets, default=cfg.threshold)
+    thresholds = keep_micro_f1(collector.probs, collector.targets, thresholds, cfg.threshold)
     val_tuned = gym.evaluate("val", threshold=thresholds)
     test_global = gym.evaluate("test")
     test_tuned = gym.evaluate("test", threshold=thresholds)
@@ -116,15 +119,39 @@ def promote(search: str, metric: str = PRIMARY_METRIC, alias: str = "champion", 
         test_global=test_global, test_per_label=test_tuned, card=Path(card_path or out_dir / "model_card.md").resolve(),
     )
     lineage = {"val_global": val, "val_per_label": val_tuned}
+    card = functools.partial(write_card, promotion, record, dataset, result, lineage)
     if register:
-        register_model(promotion, record, model_name, alias, tracking_uri, lineage)
-    write_card(promotion, record, dataset, result, lineage)
+        register_model(promotion, record, model_name, alias, tracking_uri, card)
+    else:
+        card()
     return promotion
 
 
+def keep_micro_f1(probs: np.ndarray, targets: np.ndarray, tuned: np.ndarray, default: float) -> np.ndarray:
+    """Fall back to the global threshold, label by label, while the tuned ones lower validation micro F1.
+
+    Maximising each label's F1 can still lower micro F1 (a rare label that trades a few false
+    negatives for many false positives); reverting the most harmful label first keeps every
+    label's F1 at least the global one's and micro F1 at least the global one's.
+    """
+    from sklearn.metrics import f1_score
+
+    def micro(thresholds: np.ndarray) -> float:
+        return f1_score(targets, probs >= thresholds, average="micro", zero_division=0)
+
+    thresholds = np.asarray(tuned, dtype=np.float64).copy()
+    floor = micro(np.full_like(thresholds, default))
+    while micro(thresholds) < floor:
+        changed = [i for i in range(len(thresholds)) if thresholds[i] != default]
+        reverted = {i: np.where(np.arange(len(thresholds)) == i, default, thresholds) for i in changed}
+        worst = max(changed, key=lambda i: micro(reverted[i]))
+        thresholds = reverted[worst]
+    return thresholds
+
+
 def register_model(promotion: Promotion, record: dict, model_name: str, alias: str, tracking_uri: str | None,
-                   lineage: dict) -> None:
-    """Log the pyfunc model in a promotion run under the search's parent and point the alias at it."""
+                   write_card: Callable[[], None]) -> None:
+    """Log the pyfunc model (checkpoint + model card) in a promotion run under the search's parent, set the alias."""
     import mlflow
 
     from search.pyfunc import LabeltuneModel
@@ -141,6 +168,13 @@ def register_model(promotion: Promotion, record: dict, model_name: str, alias: s
         tags["mlflow.parentRunId"] = parent.info.run_id
     if trial_run is not None:
         tags["labeltune.trial_run_id"] = trial_run.info.run_id
+    promotion.parent_run_id = parent.info.run_id if parent is not None else ""
+    promotion.trial_run_id = trial_run.info.run_id if trial_run is not None else ""
+    # The card travels inside the registered model, so it names the version it is about to get.
+    versions = client.search_model_versions(f"name = '{model_name}'") if client.search_registered_models(
+        f"name = '{model_name}'") else []
+    promotion.model_name, promotion.alias = model_name, alias
+    promotion.version = str(max((int(v.version) for v in versions), default=0) + 1)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     warnings.filterwarnings("ignore", module="mlflow")  # type-hint and cloudpickle advice for pyfunc authors
@@ -148,17 +182,20 @@ def register_model(promotion: Promotion, record: dict, model_name: str, alias: s
         mlflow.log_metrics({k: float(v) for k, v in promotion.test_per_label.items() if _is_number(v)})
         mlflow.log_metrics({f"global_threshold/{k}": float(v) for k, v in promotion.test_global.items() if _is_number(v)})
         mlflow.log_dict(promotion.thresholds, "thresholds.json")
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=LabeltuneModel(), artifacts={"checkpoint": str(promotion.checkpoint)},
-            registered_model_name=model_name, pip_requirements=["labeltune"],
-        )
         promotion.run_id = run.info.run_id
-    version = info.registered_model_version
+        write_card()
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=LabeltuneModel(), registered_model_name=model_name,
+            artifacts={"checkpoint": str(promotion.checkpoint), "model_card": str(promotion.card)},
+            pip_requirements=["labeltune"],
+        )
+        mlflow.log_artifact(str(promotion.card), "model")
+    version = str(info.registered_model_version)
+    if version != promotion.version:  # another promotion registered in between: fix the copy on disk
+        promotion.version = version
+        write_card()
     client.set_registered_model_alias(model_name, alias, version)
     client.set_model_version_tag(model_name, version, "labeltune.search", promotion.search)
-    promotion.model_name, promotion.version, promotion.alias = model_name, str(version), alias
-    promotion.parent_run_id = parent.info.run_id if parent is not None else ""
-    promotion.trial_run_id = trial_run.info.run_id if trial_run is not None else ""
 
 
 def _is_number(value) -> bool:
@@ -218,11 +255,6 @@ def write_card(promotion: Promotion, record: dict, dataset, result, lineage: dic
     ]
     promotion.card.parent.mkdir(parents=True, exist_ok=True)
     promotion.card.write_text("\n".join(lines))
-    if promotion.run_id:
-        import mlflow
-
-        mlflow.MlflowClient(store.tracking_uri(record.get("tracking_uri"))).log_artifact(
-            promotion.run_id, str(promotion.card), "model")
 
 
 def resolve_registered(ref: str, tracking_uri: str | None = None) -> Path:
@@ -236,11 +268,22 @@ def resolve_registered(ref: str, tracking_uri: str | None = None) -> Path:
     # MLflow resolves models:/ with clients built from the global URIs: unset, they make ./mlflow.db.
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    client = mlflow.MlflowClient(uri, registry_uri=uri)
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, tracking_uri=uri, registry_uri=uri)
+        if "@" in ref:
+            version = client.get_model_version_by_alias(*ref.split("@", 1))
+        else:
+            version = client.get_model_version(*ref.split("/", 1))
+        # One download per registered version, reused by later predictions.
+        target = store.cache_dir() / "registry" / f"{version.name}-v{version.version}-{version.run_id}"
+        if not any(target.rglob(CHECKPOINT_FILE)):
+            target.mkdir(parents=True, exist_ok=True)
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{version.name}/{version.version}", dst_path=str(target),
+                tracking_uri=uri, registry_uri=uri)
     except Exception as exc:  # MlflowException for an unknown alias, others for a broken store
         raise PromotionError(f"{model_uri}: not found in the registry at {uri} ({str(exc).splitlines()[0]})") from exc
-    found = sorted(Path(local).rglob(CHECKPOINT_FILE))
+    found = sorted(target.rglob(CHECKPOINT_FILE))
     if not found:
         raise PromotionError(f"{model_uri}: the registered model holds no {CHECKPOINT_FILE}")
     return found[0]

@@ -122,9 +122,9 @@ def _workers() -> int:
 
 
 def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    return Path(os.environ.get("LABELTUNE_CACHE") or Path.home() / ".cache" / "labeltune")
+    from trainable import store
+
+    return Path(cache_dir) if cache_dir is not None else store.cache_dir()
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:

@@ -2,6 +2,7 @@
 
     $LABELTUNE_HOME/mlruns/mlflow.db   the MLflow tracking store (sqlite) + artifacts
     $LABELTUNE_HOME/runs/<search>/     Tune's storage for one search
+    $LABELTUNE_CACHE/                  decoded image arrays, downloaded registered models
 
 `MLFLOW_TRACKING_URI` or an explicit `--tracking-uri` override the store. Every path
 is absolute: Ray trial processes chdir into their trial folder.
@@ -16,6 +17,11 @@ from pathlib import Path
 def home() -> Path:
     """$LABELTUNE_HOME, or the current directory when unset."""
     return Path(os.environ.get("LABELTUNE_HOME") or os.getcwd()).resolve()
+
+
+def cache_dir() -> Path:
+    """$LABELTUNE_CACHE (default ~/.cache/labeltune): decoded images, downloaded registered models."""
+    return Path(os.environ.get("LABELTUNE_CACHE") or Path.home() / ".cache" / "labeltune")
 
 
 def mlruns_dir() -> Path:

@@ -1,0 +1,77 @@
+"""`labeltune ui` in a real browser: the search's runs and its primary metric, as a user sees them.
+
+Starts `labeltune ui` on a free port against the shared search's store (helpers_browser.py),
+opens the experiment's runs page in headless Chromium through selenium, expands the
+search's parent run, adds the val/micro_f1 column, and checks the runs and values shown.
+The screenshot is kept as a test artifact (tmp dir, and $LABELTUNE_TEST_ARTIFACTS if set).
+A missing Chromium fails the test (run `make browser`); it is never skipped.
+"""
+
+from __future__ import annotations
+
+import pytest
+from helpers_browser import (close_assistant, expand_run, free_port, metric_cell, open_chromium, run_names,
+                             runs_page_url, save_artifact, show_metric_column, start_ui, stop_process_group,
+                             wait_until_serving)
+
+from trainable.metrics import PRIMARY_METRIC
+
+pytest_plugins = ["helpers_browser"]
+
+
+@pytest.mark.timeout(420)
+def test_mlflow_ui_shows_the_search_runs_and_primary_metric(chromium, shared_search, tmp_path):
+    import mlflow
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from search.tracking import find_search_runs
+
+    parent, children = find_search_runs(shared_search.tracking_uri, shared_search.name)
+    assert parent is not None and len(children) == 3
+    client = mlflow.MlflowClient(shared_search.tracking_uri)
+    experiment_id = client.get_experiment_by_name("labeltune").experiment_id
+    last_f1 = {c.info.run_id: client.get_run(c.info.run_id).data.metrics[PRIMARY_METRIC] for c in children}
+
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    screenshot, log_path = artifacts / "mlflow_ui.png", artifacts / "mlflow_ui.log"
+    port = free_port()
+    # Fewer processes on 2 cores: one uvicorn worker instead of 4 (each imports MLflow's server,
+    # ~60 s for 4 on a busy 2-core machine), no job runner (it serves GenAI judges, not runs).
+    ui_env = {**shared_search.env(), "MLFLOW_WORKERS": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    ui = start_ui(ui_env, port, log_path)
+    driver = None
+    try:
+        wait_until_serving(ui, f"http://127.0.0.1:{port}/health", log_path, timeout_s=240)
+        driver = open_chromium(tmp_path / "chromium-profile")
+        wait = WebDriverWait(driver, 120, poll_frequency=0.5)
+        driver.get(runs_page_url(port, experiment_id))
+        wait.until(lambda d: shared_search.name in run_names(d), f"run {shared_search.name} not listed")
+        close_assistant(driver)
+
+        # The trials are children of the search's run: collapsed until its expander is clicked.
+        expand_run(driver, parent.info.run_id)
+        trial_names = {c.info.run_name for c in children}
+        wait.until(lambda d: trial_names <= set(run_names(d)), f"trial runs {sorted(trial_names)} not listed")
+        # Metrics are not columns by default: pick the primary one.
+        show_metric_column(driver, PRIMARY_METRIC)
+        wait.until(lambda d: all(metric_cell(d, run_id, PRIMARY_METRIC) for run_id in last_f1),
+                   f"no {PRIMARY_METRIC} column with the trials' values")
+
+        shown = run_names(driver)
+        assert shown[0] == shared_search.name, f"the parent run is not at the top: {shown}"
+        assert trial_names <= set(shown)
+        for run_id, value in last_f1.items():
+            assert float(metric_cell(driver, run_id, PRIMARY_METRIC)) == pytest.approx(value, abs=5e-3)
+    finally:  # screenshot, then Chromium and the UI's process group go, pass or fail
+        try:
+            if driver is not None:
+                try:
+                    driver.save_screenshot(str(screenshot))
+                    save_artifact(screenshot)
+                finally:
+                    driver.quit()
+        finally:
+            stop_process_group(ui)
+            save_artifact(log_path)
+    assert screenshot.stat().st_size > 10_000

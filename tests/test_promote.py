@@ -1,0 +1,275 @@
+"""Promotion (issue 5): best checkpoint, per-label thresholds, registry alias, `pred --registered`, model card.
+
+Most tests share one real search and its promotion (helpers_browser.py: 3 tiny trials on
+the session's Ray, promoted once with search.promote.promote()). The best-checkpoint rule
+is also checked on a scripted Tune run whose scores are known in advance.
+"""
+
+from __future__ import annotations
+
+import csv
+import filecmp
+import json
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray.cloudpickle
+from conftest import run_cli
+
+from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
+
+pytest_plugins = ["helpers_browser"]
+
+# Ray workers cannot import modules under tests/: ship this module's functions by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+TRAP = [0.3, 0.6, 0.4]
+"""val/micro_f1 per epoch of the trial to promote: best at epoch 2, its last epoch is worse"""
+LATE = [0.1, 0.2, 0.5]
+"""a trial whose LAST epoch (0.5) beats TRAP's last (0.4) but never reaches 0.6"""
+
+
+def scripted_trial(config: dict) -> None:
+    """Reports the scores in config['scores'], one epoch each, with a checkpoint naming its epoch."""
+    from ray import tune
+
+    for epoch, score in enumerate(config["scores"], start=1):
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "epoch.json").write_text(json.dumps({"epoch": epoch}))
+            tune.report({PRIMARY_METRIC: score, "epoch": epoch},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+@pytest.mark.timeout(180)
+def test_best_checkpoint_is_the_best_epoch_of_the_best_trial_over_all_epochs(ray_address, tmp_path):
+    from ray import tune
+
+    from search.promote import best_checkpoint
+
+    tuner = tune.Tuner(
+        scripted_trial,
+        param_space={"scores": tune.grid_search([TRAP, LATE])},
+        run_config=tune.RunConfig(
+            name="scripted", storage_path=str(tmp_path), verbose=0,
+            # as search/tuner.py keeps them: the 2 best by the primary metric
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute=PRIMARY_METRIC, checkpoint_score_order=PRIMARY_MODE),
+        ),
+    )
+    grid = tuner.fit()
+    assert not grid.errors
+    # The trap is real: ranked by last epoch, the other trial would win.
+    assert grid.get_best_result(PRIMARY_METRIC, PRIMARY_MODE, scope="last").config["scores"] == LATE
+
+    result, folder, metrics = best_checkpoint(tmp_path / "scripted")
+
+    assert result.config["scores"] == TRAP
+    assert json.loads((folder / "epoch.json").read_text()) == {"epoch": 2}
+    assert metrics[PRIMARY_METRIC] == pytest.approx(0.6)
+    assert Path(result.checkpoint.path) != folder, "the latest checkpoint (epoch 3) was taken"
+    assert len(list(Path(result.path).glob("checkpoint_*"))) == 2  # num_to_keep=2 dropped epoch 1
+
+
+@pytest.mark.timeout(300)
+def test_promotion_of_a_real_search_takes_the_best_epoch_of_the_best_trial(promoted):
+    from search.catalog import trial_results
+
+    search, p = promoted
+    rows = [(row[PRIMARY_METRIC], int(row["training_iteration"]), folder)
+            for folder, trial in trial_results(search.path).items() for row in trial]
+    assert len({folder for *_, folder in rows}) == 3
+    best_score, best_epoch, best_folder = max(rows, key=lambda r: r[0])
+
+    assert p.source_checkpoint.parent.parent.name == best_folder
+    assert p.trial_id == best_folder.removeprefix("trial_")
+    assert p.epoch == best_epoch
+    assert p.val_score == pytest.approx(best_score)
+    assert p.source_checkpoint.parent.name == f"checkpoint_{best_epoch - 1:06d}"  # one checkpoint per epoch
+    assert p.source_checkpoint.is_file() and p.checkpoint.is_file()
+
+
+@pytest.mark.timeout(300)
+def test_per_label_thresholds_never_lower_validation_f1(promoted):
+    """Re-score the validation split with the promoted checkpoint: per-label thresholds vs the global one."""
+    from trainable import checkpoint as ckpt_io
+    from trainable.config import TrainConfig
+    from trainable.data import decode, load
+    from trainable.gym import Gym
+
+    search, p = promoted
+    ckpt = ckpt_io.load(p.checkpoint)
+    labels = list(ckpt["labels"])
+    assert [p.thresholds[label] for label in labels] == pytest.approx(ckpt["thresholds"])
+
+    dataset = load(search.data)
+    cfg = TrainConfig.from_dict({**ckpt["config"], "pretrained": False, "device": "cpu"})
+    gym = Gym(cfg, decode(dataset, cfg.color), dataset.targets, dataset.labels,
+              data_fingerprint=dataset.fingerprint, checkpoint=ckpt)
+    val_global = gym.evaluate("val")
+    val_tuned = gym.evaluate("val", threshold=np.asarray(ckpt["thresholds"], dtype=np.float32))
+
+    assert val_tuned["val/micro_f1"] >= val_global["val/micro_f1"] - 1e-9
+    worse = {label: (val_global[f"val/f1/{label}"], val_tuned[f"val/f1/{label}"]) for label in labels
+             if val_tuned[f"val/f1/{label}"] < val_global[f"val/f1/{label}"] - 1e-9}
+    assert not worse, f"per-label thresholds lowered these labels' validation F1 (global, tuned): {worse}"
+    # The card reports the same two validation figures.
+    card = p.card.read_text()
+    assert (f"Validation micro F1: {val_global['val/micro_f1']:.4f} with the global threshold, "
+            f"{val_tuned['val/micro_f1']:.4f} with the per-label thresholds.") in card
+
+
+def read_tsv(path: Path) -> tuple[list[str], list[list[str]]]:
+    rows = list(csv.reader(path.open(newline=""), delimiter="\t"))
+    return rows[0], rows[1:]
+
+
+@pytest.mark.timeout(300)
+def test_pred_registered_champion_equals_pred_promoted_checkpoint(promoted, tmp_path):
+    import mlflow
+    from click.testing import CliRunner
+
+    from search.cli import main
+    from search.promote import resolve_registered
+
+    search, p = promoted
+    client = mlflow.MlflowClient(search.tracking_uri)
+    version = client.get_model_version_by_alias(p.model_name, "champion")
+    assert (p.model_name, p.alias, p.version) == ("labeltune", "champion", str(version.version))
+    assert version.run_id == p.run_id
+    resolved = resolve_registered("labeltune@champion", search.tracking_uri)
+    assert filecmp.cmp(resolved, p.checkpoint, shallow=False), "the registry holds another checkpoint"
+
+    # Test images under names whose text order is not their numeric order.
+    images = tmp_path / "images"
+    images.mkdir()
+    sources = sorted((search.data / "test" / "images").glob("im*.jpg"))
+    for source in sources:
+        shutil.copy(source, images / source.name)
+    for number, source in zip((2, 10, 9), sources):
+        shutil.copy(source, images / f"im{number}.jpg")
+    expected = sorted((f.name for f in images.iterdir()), key=lambda name: int(name[2:-4]))
+
+    env = search.env()
+    run_cli("pred", "--registered", "labeltune@champion", "--images", str(images), "--out", str(tmp_path / "a.tsv"),
+            env=env)
+    run_cli("pred", "--checkpoint", str(p.checkpoint), "--images", str(images), "--out", str(tmp_path / "b.tsv"),
+            env=env)
+    # --scores in process (click's runner): a third CLI process would cost ~20 s of imports here.
+    scored = CliRunner().invoke(main, ["pred", "--checkpoint", str(p.checkpoint), "--images", str(images),
+                                       "--out", str(tmp_path / "c.tsv"), "--scores"])
+    assert scored.exit_code == 0, scored.output
+
+    assert (tmp_path / "a.tsv").read_bytes() == (tmp_path / "b.tsv").read_bytes()
+    header, rows = read_tsv(tmp_path / "a.tsv")
+    labels = list(p.thresholds)
+    assert header == ["Filename", *labels]
+    assert [row[0] for row in rows] == expected
+    assert all(value in ("0", "1") for row in rows for value in row[1:])
+
+    score_header, score_rows = read_tsv(tmp_path / "c.tsv")
+    assert score_header == header and [row[0] for row in score_rows] == expected
+    scores = np.array([[float(v) for v in row[1:]] for row in score_rows])
+    assert ((scores >= 0) & (scores <= 1)).all()
+    decisions = np.array([[int(v) for v in row[1:]] for row in rows])
+    thresholds = np.array([p.thresholds[label] for label in labels])
+    clear = np.abs(scores - thresholds) > 1e-3  # printed scores are rounded
+    assert ((scores >= thresholds) == decisions.astype(bool))[clear].all(), "0/1 rows disagree with the scores"
+
+
+@pytest.mark.timeout(300)
+def test_model_card_has_every_field_and_is_logged_with_the_model(promoted, tmp_path, monkeypatch):
+    import mlflow
+
+    from search.catalog import trial_results
+    from search.tracking import find_search_runs
+
+    search, p = promoted
+    card = p.card.read_text()
+    record = json.loads((search.path / "labeltune_search.json").read_text())
+
+    # data: fingerprint and the images of each label (counted here from the annotation files)
+    assert record["data_fingerprint"] in card
+    for annotation in sorted((search.data / "annotations").glob("*.txt")):
+        count = len(annotation.read_text().split())
+        assert f"| {annotation.stem} | {count} |" in card
+    # search space
+    assert record["space_source"] in card
+    assert json.dumps(record["space"], sort_keys=True) in card
+    # budget used: trials, trial-epochs, wall time
+    trial_epochs = sum(len(rows) for rows in trial_results(search.path).values())
+    budget = re.search(r"budget used: (\d+) trials, (\d+) trial-epochs, wall time (\d+) s", card)
+    assert budget, "no budget line"
+    assert (int(budget[1]), int(budget[2])) == (3, trial_epochs)
+    assert 0 < int(budget[3]) <= search.wall_s + 1
+    # best config: every parameter of the promoted trial
+    params = json.loads((p.source_checkpoint.parents[1] / "params.json").read_text())
+    for key, value in params.items():
+        assert f"| {key} | {value} |" in card
+    # per-label test precision / recall / F1 and thresholds
+    for label, threshold in p.thresholds.items():
+        tp, fp, fn = (p.test_per_label[f"test/{c}/{label}"] for c in ("tp", "fp", "fn"))
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        assert (f"| {label} | {threshold:.2f} | {precision:.3f} | {recall:.3f} | "
+                f"{p.test_per_label[f'test/f1/{label}']:.3f} | {p.test_global[f'test/f1/{label}']:.3f} |") in card
+    # lineage: search run, trial run, checkpoint
+    parent, children = find_search_runs(search.tracking_uri, search.name)
+    trial_run = next(c for c in children if c.data.tags["labeltune.trial_id"] == p.trial_id)
+    assert f"search run: `{parent.info.run_id}`" in card
+    assert f"trial run: `{trial_run.info.run_id}`" in card
+    assert f"source checkpoint: `{p.source_checkpoint}`" in card
+    assert f"registered: `models:/labeltune@champion` (version {p.version})" in card
+
+    # logged with the model, in the promotion run (a child of the search's parent run).
+    # MLflow 3.17 lists a run's logged models through a client on the DEFAULT tracking URI
+    # (RunsArtifactRepository._list_model_artifacts), whatever URI this client was given.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", search.tracking_uri)
+    client = mlflow.MlflowClient(search.tracking_uri)
+    assert client.get_run(p.run_id).data.tags["mlflow.parentRunId"] == parent.info.run_id
+    logged = {a.path for a in client.list_artifacts(p.run_id, "model")}
+    assert {"model/model_card.md", "model/MLmodel"} <= logged
+    local = mlflow.artifacts.download_artifacts(run_id=p.run_id, artifact_path="model/model_card.md",
+                                                dst_path=str(tmp_path), tracking_uri=search.tracking_uri)
+    assert Path(local).read_text() == card
+
+
+@pytest.mark.timeout(300)
+def test_the_registered_model_itself_carries_the_card(promoted, tmp_path, monkeypatch):
+    import mlflow
+
+    search, p = promoted
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", search.tracking_uri)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/labeltune/{p.version}", dst_path=str(tmp_path),
+                                                tracking_uri=search.tracking_uri)
+    cards = list(Path(local).rglob("model_card.md"))
+    assert len(cards) == 1 and cards[0].read_text() == p.card.read_text()
+
+
+def test_per_label_thresholds_that_lower_micro_f1_fall_back_to_the_global_one():
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from search.promote import keep_micro_f1
+
+    # Label A's F1 rises with a low threshold (1 -> 5 true positives) at the price of 30 false
+    # positives, which costs micro F1 more than it brings; label B is perfect either way.
+    targets = np.zeros((200, 2), dtype=np.uint8)
+    targets[:10, 0] = 1
+    targets[:100, 1] = 1
+    probs = np.zeros((200, 2))
+    probs[0, 0] = 0.9                    # found at 0.5
+    probs[1:5, 0] = 0.3                  # found only at 0.2
+    probs[100:130, 0] = 0.3              # false positives at 0.2
+    probs[:100, 1] = 0.9
+    tuned = np.array([0.2, 0.5])
+    assert f1_score(targets[:, 0], probs[:, 0] >= 0.2) > f1_score(targets[:, 0], probs[:, 0] >= 0.5)
+    micro = lambda t: f1_score(targets, probs >= t, average="micro")  # noqa: E731
+    assert micro(tuned) < micro(np.array([0.5, 0.5]))
+    kept = keep_micro_f1(probs, targets, tuned, 0.5)
+    assert kept.tolist() == [0.5, 0.5]
+    assert keep_micro_f1(probs, targets, np.array([0.5, 0.4]), 0.5).tolist() == [0.5, 0.4]

@@ -27,6 +27,7 @@ class CheckpointPruner(Callback):
         self.mode = mode
         self.pending: list[tuple[object, float]] = []
         self.last_step = 0.0
+        self.pruned: set[str] = set()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.pending.append((trial, time.time()))
@@ -63,6 +64,9 @@ class CheckpointPruner(Callback):
 
     def prune(self, trial) -> None:
         """Delete every checkpoint of `trial` but the best by the metric and the latest."""
+        if trial.trial_id in self.pruned:
+            return
+        self.pruned.add(trial.trial_id)
         manager = trial.run_metadata.checkpoint_manager
         results = list(manager.best_checkpoint_results)
         scored = [r for r in results if isinstance(r.metrics.get(self.metric), (int, float))]
@@ -78,5 +82,7 @@ class CheckpointPruner(Callback):
                 continue
             try:
                 checkpoint.filesystem.delete_dir(checkpoint.path)
-            except (OSError, FileNotFoundError) as exc:
+            except FileNotFoundError:
+                continue  # pruned by an earlier driver of this search
+            except OSError as exc:
                 log.warning("could not delete %s: %s", checkpoint.path, exc)

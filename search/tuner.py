@@ -163,11 +163,18 @@ def init_ray(address: str | None) -> None:
 
 
 def pretrained_available() -> tuple[str, ...]:
-    """Backbones whose ImageNet weights are here: efficientnet_lite0 always (shipped), resnets if cached."""
+    """Backbones whose ImageNet weights are here: efficientnet_lite0 via its package, resnets if in the hub cache."""
     import torch
 
+    from trainable.models import PretrainedWeightsMissing, efficientnet_lite0_weights_path
+
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-    found = ["efficientnet_lite0"]
+    found = []
+    try:
+        if efficientnet_lite0_weights_path().is_file():
+            found.append("efficientnet_lite0")
+    except (ImportError, PretrainedWeightsMissing):
+        pass  # its weights package is missing: efficientnet_lite0 trains from scratch
     for model, files in {"resnet18": ["resnet18-f37072fd.pth"],
                          "resnet50": ["resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth"]}.items():
         if any((checkpoints / f).is_file() for f in files):

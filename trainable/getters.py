@@ -72,8 +72,12 @@ LOSSES: dict[str, Callable[[torch.Tensor | None], nn.Module]] = {
 
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adamw": lambda params, lr, weight_decay, momentum: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay),
-    "adam": lambda params, lr, weight_decay, momentum: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay),
+    "adamw": lambda params, lr, weight_decay, momentum, fused=None: torch.optim.AdamW(
+        params, lr=lr, weight_decay=weight_decay, fused=fused
+    ),
+    "adam": lambda params, lr, weight_decay, momentum, fused=None: torch.optim.Adam(
+        params, lr=lr, weight_decay=weight_decay, fused=fused
+    ),
     "sgd": lambda params, lr, weight_decay, momentum: torch.optim.SGD(
         params, lr=lr, momentum=momentum, weight_decay=weight_decay
     ),
@@ -97,7 +101,11 @@ def get_optimizer(name: str, params: Iterable, lr: float, weight_decay: float = 
     """The optimizer `name` of OPTIMIZERS over `params`."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, momentum=momentum)
+    params = list(params)
+    extra = {}
+    if name in ("adam", "adamw") and params and all(p.is_cuda for p in params):
+        extra["fused"] = True  # one kernel per step instead of one per tensor (the GPU ceiling uses it too)
+    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, momentum=momentum, **extra)
 
 
 def pos_weight_from_targets(targets: np.ndarray, clip: float = 100.0) -> torch.Tensor:

@@ -122,7 +122,7 @@ class Gym:
         self.device = resolve_device(cfg.device)
         self.cuda = self.device.type == "cuda"
         if not self.cuda:
-            torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+            torch.set_num_threads(cfg.threads or len(os.sched_getaffinity(0)))
         else:
             torch.backends.cudnn.benchmark = True
 
@@ -132,6 +132,7 @@ class Gym:
         self.images = to_device_images(images[:n], cfg.image_size, self.device, cfg.color, key)
         self.splits = dict(zip(("train", "val", "test"), split_indices(n, cfg.split_fractions, cfg.split_seed)))
         self.splits["all"] = np.arange(n)
+        self.split_index = {name: torch.as_tensor(idx, device=self.device) for name, idx in self.splits.items()}
         channels = self.images.shape[1]
         self.mean, self.std = normalisation(cfg.color, self.device)
 
@@ -177,9 +178,12 @@ class Gym:
         """
         self.model.train()
         # Seeded per epoch (shuffle, augmentation, dropout): a resumed run repeats an uninterrupted one.
-        torch.manual_seed(self.cfg.seed * 100_003 + epoch)
-        generator = torch.Generator(device="cpu").manual_seed(self.cfg.seed * 100_003 + epoch)
-        order = torch.as_tensor(self.splits["train"])[torch.randperm(len(self.splits["train"]), generator=generator)]
+        seed = self.cfg.seed * 100_003 + epoch
+        torch.manual_seed(seed)
+        shuffle = torch.randperm(len(self.splits["train"]), generator=torch.Generator().manual_seed(seed))
+        # The epoch's order goes to the device once: a host->device copy per batch would wait for the GPU.
+        order = self.split_index["train"][shuffle.to(self.device)]
+        generator = torch.Generator(device=self.device).manual_seed(seed)  # augmentation draws on the device
         batches = [order[i : i + self.cfg.batch_size] for i in range(0, len(order), self.cfg.batch_size)]
         if len(batches) > 1 and len(batches[-1]) < 2:
             batches.pop()  # batch norm cannot train on a single image
@@ -187,7 +191,6 @@ class Gym:
         seen = 0
         start = time.perf_counter()
         for idx in batches:
-            idx = idx.to(self.device)
             x = self._prepare(self.images[idx], generator)
             y = self.targets[idx]
             with autocast(self.device):
@@ -209,12 +212,12 @@ class Gym:
     @torch.no_grad()
     def evaluate(self, split: str = "val", threshold: float | np.ndarray | None = None) -> dict:
         """Metrics of one split ('train', 'val', 'test' or 'all'), keys prefixed by the split."""
-        indices = self.splits[split]
+        indices = self.split_index[split]
         threshold = self.cfg.threshold if threshold is None else threshold
         collector = MetricsCollector(self.labels, threshold=threshold, prefix=split)
         self.model.eval()
         for start in range(0, len(indices), EVAL_BATCH):
-            idx = torch.as_tensor(indices[start : start + EVAL_BATCH], device=self.device)
+            idx = indices[start : start + EVAL_BATCH]
             y = self.targets[idx]
             with autocast(self.device):
                 logits = self.model(self._prepare(self.images[idx])).float()
@@ -260,13 +263,13 @@ class Gym:
 def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
     """Random horizontal flips, plus (flipcrop) random crops after reflect padding, per image, on the device."""
     b, _, h, w = x.shape
-    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device).view(b, 1, 1, 1)
+    flip = (torch.rand(b, generator=generator, device=x.device) < 0.5).view(b, 1, 1, 1)
     x = torch.where(flip, x.flip(3), x)
     if kind == "flipcrop":
         pad = max(1, h // 16)
         padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-        oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-        ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+        oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=x.device)
+        ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=x.device)
         rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
         cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
         batch = torch.arange(b, device=x.device)[:, None, None, None]

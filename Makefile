@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-install
 DEMO := demo
+DEMO_NAME := demo-$(shell date +%Y%m%d-%H%M%S)
 export LABELTUNE_HOME ?= $(CURDIR)
 
 .PHONY: setup demo test bench browser clean-demo
@@ -29,11 +30,9 @@ test: $(STAMP) browser
 
 # Synthetic data -> a small search -> promotion -> predictions, on the CPU in a few minutes.
 demo: $(STAMP)
-	$(BIN)/labeltune data synth --out $(DEMO)/data --n 1200 --test 100 --seed 0
-	$(BIN)/labeltune search --data $(DEMO)/data --space quick --trials 6 --epochs 3 --name demo-$$(date +%Y%m%d-%H%M%S) \
-	  | tee $(DEMO)/search.log
-	$(BIN)/labeltune promote --search $$(grep -o 'promote --search [^ ]*' $(DEMO)/search.log | tail -1 | cut -d' ' -f3) \
-	  --card $(DEMO)/model_card.md
+	$(BIN)/labeltune data synth --out $(DEMO)/data --n 1200 --test 100 --seed 0 --force
+	$(BIN)/labeltune search --data $(DEMO)/data --space quick --trials 6 --epochs 3 --name $(DEMO_NAME)
+	$(BIN)/labeltune promote --search $(DEMO_NAME) --card $(DEMO)/model_card.md
 	$(BIN)/labeltune pred --registered labeltune@champion --images $(DEMO)/data/test/images --out $(DEMO)/predictions.tsv
 	@echo
 	@echo "predictions: $(CURDIR)/$(DEMO)/predictions.tsv"
@@ -43,6 +42,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/tune_overhead.py
+	$(BIN)/python bench/search_efficiency.py
 
 clean-demo:
 	rm -rf $(DEMO)

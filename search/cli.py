@@ -35,6 +35,7 @@ main.add_command(pred)
 @click.option("--gpus-per-trial", type=float, default=None, help="GPU share per trial [default: by model: small CNNs 0.25, ResNets 1]")
 @click.option("--cpus-per-trial", type=float, default=None, help="CPUs per trial [default: 1]")
 @click.option("--grace-period", default=1, show_default=True, help="epochs before ASHA may stop a trial")
+@click.option("--max-failures", default=1, show_default=True, help="retries of a trial whose worker or node died")
 @click.option("--address", default=None, help="Ray cluster: 'auto' or host:port [default: start a local Ray]")
 @click.option("--name", default=None, help="search name [default: search-<date>-<time>]")
 @click.option("--seed", default=0, show_default=True, help="seed of the sampler and of each trial")
@@ -46,7 +47,7 @@ main.add_command(pred)
 @click.option("--skip-bad-images", is_flag=True, help="skip unreadable images instead of stopping")
 @click.option("--resume", "resume_name", default=None, metavar="NAME", help="continue the interrupted search NAME")
 def search(data_dir, space, trials, epochs, time_budget_min, concurrency, gpus_per_trial, cpus_per_trial, grace_period,
-           address, name, seed, split_seed, storage, tracking_uri, no_track, limit, skip_bad_images, resume_name):
+           max_failures, address, name, seed, split_seed, storage, tracking_uri, no_track, limit, skip_bad_images, resume_name):
     """Search hyperparameters with Ray Tune (Optuna TPE + ASHA), tracked in MLflow."""
     from search.space import SpaceError
     from search.tuner import SearchError, SearchOptions, resume_search, run_search
@@ -62,7 +63,7 @@ def search(data_dir, space, trials, epochs, time_budget_min, concurrency, gpus_p
             result = run_search(SearchOptions(
                 data=data_dir, space=space, trials=trials, epochs=epochs, time_budget_min=time_budget_min,
                 concurrency=concurrency, gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial,
-                grace_period=grace_period, address=address, name=name, seed=seed, split_seed=split_seed,
+                grace_period=grace_period, max_failures=max_failures, address=address, name=name, seed=seed, split_seed=split_seed,
                 storage=storage, tracking_uri=tracking_uri, track=not no_track, limit=limit,
                 skip_bad_images=skip_bad_images,
             ))

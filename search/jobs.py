@@ -58,8 +58,10 @@ def register(group: click.Group) -> None:
     def submit(address, working_dir, env_vars, search_args):
         """Run `labeltune search SEARCH_ARGS` on a Ray cluster as a job; print its id and return.
 
-        Put `--` before the search options:
-        labeltune submit --address http://127.0.0.1:8265 -- --data /mnt/labeltune/data --trials 64
+        Put `--` before the search options; paths in them are paths on the head node:
+
+        \b
+          labeltune submit --address http://127.0.0.1:8265 -- --data /mnt/labeltune/data --trials 64
         """
         if search_cmd is not None:
             check_search_args(search_cmd, search_args)
@@ -90,7 +92,8 @@ def register(group: click.Group) -> None:
     @group.command()
     @click.argument("job_id")
     @address_option
-    @click.option("--follow", "-f", is_flag=True, help="stream the output until the job ends; exit 1 unless it SUCCEEDED")
+    @click.option("--follow", "-f", is_flag=True,
+                  help="stream the output until the job ends; exit 1 unless it SUCCEEDED")
     def logs(job_id, address, follow):
         """Print the output of job JOB_ID's driver (the search's progress and summary)."""
         client, url = connect(address)
@@ -107,7 +110,8 @@ def register(group: click.Group) -> None:
         info = job_info(client, url, job_id)
         status = status_text(info)
         if status != "SUCCEEDED":
-            raise click.ClickException(f"job {job_id} {status}" + (f": {first_line(info.message)}" if info.message else ""))
+            reason = f": {first_line(info.message)}" if info.message else ""
+            raise click.ClickException(f"job {job_id} {status}{reason}")
 
     @group.command()
     @click.argument("job_id")
@@ -127,42 +131,56 @@ def register(group: click.Group) -> None:
 
 
 def resolve_address(address: str | None) -> str:
-    """--address, else $RAY_API_SERVER_ADDRESS, else $RAY_ADDRESS; 'host:port' becomes http://host:port."""
-    address = address or next((os.environ[k] for k in ADDRESS_ENV if os.environ.get(k)), None)
-    if not address:
-        raise click.ClickException(
-            "no cluster address: pass --address http://HEAD:8265 (the Ray dashboard; `ray dashboard cluster.yaml` "
-            "forwards it to http://127.0.0.1:8265) or set RAY_API_SERVER_ADDRESS")
-    address = address.rstrip("/")
-    return address if "://" in address else f"http://{address}"
+    """--address, else $RAY_API_SERVER_ADDRESS (a bare host:port is its dashboard over http), else $RAY_ADDRESS.
+
+    A bare host:port in $RAY_ADDRESS is a Ray (GCS) address, as everywhere in Ray: Ray's client asks
+    that cluster for its dashboard's address.
+    """
+    if address or os.environ.get("RAY_API_SERVER_ADDRESS"):
+        address = (address or os.environ["RAY_API_SERVER_ADDRESS"]).rstrip("/")
+        return address if "://" in address else f"http://{address}"
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"].rstrip("/")
+    raise click.ClickException(
+        "no cluster address: pass --address http://HEAD:8265 (the Ray dashboard; `ray dashboard cluster.yaml` "
+        "forwards it to http://127.0.0.1:8265) or set RAY_API_SERVER_ADDRESS")
 
 
 def connect(address: str | None) -> tuple[Any, str]:
-    """A JobSubmissionClient for the dashboard at `address` (checked: it answers), and its URL."""
+    """A JobSubmissionClient for the cluster at `address` (checked: it answers), and its dashboard URL."""
     from ray.job_submission import JobSubmissionClient
 
-    url = resolve_address(address)
-    return call(url, JobSubmissionClient, url), url
+    target = resolve_address(address)
+    # Ray's client lets these variables override the address it is given: --address must win.
+    for key in ADDRESS_ENV:
+        os.environ.pop(key, None)
+    client = call(target, JobSubmissionClient, target)
+    return client, getattr(client, "_address", target)
 
 
 def call(url: str, fn, *args, **kwargs):
-    """fn(*args, **kwargs); Ray's connection, HTTP and auth errors become one ClickException line naming `url`."""
+    """fn(*args, **kwargs), with any failure turned into one ClickException line naming `url`."""
     try:
         return fn(*args, **kwargs)
     except click.ClickException:
         raise
     except Exception as exc:  # noqa: BLE001 - requests, aiohttp, RuntimeError, AuthenticationError: all one line
-        text = first_line(exc)
-        lowered = text.lower()
-        if "authentication" in lowered or "401" in text or "403" in text:
-            raise click.ClickException(
-                f"the Ray cluster at {url} refused the request ({text}); it uses token auth: "
-                f"export RAY_AUTH_MODE=token with its token in ~/.ray/auth_token or RAY_AUTH_TOKEN")
-        if isinstance(exc, ConnectionError) or "connect" in lowered:
-            raise click.ClickException(
-                f"cannot reach the Ray dashboard at {url}; is the cluster up, and is the port "
-                f"forwarded (`ray dashboard cluster.yaml`)? --address is the dashboard, not the GCS port 6379")
-        raise click.ClickException(f"{url}: {text}")
+        raise one_line_error(url, exc) from exc
+
+
+def one_line_error(url: str, exc: BaseException) -> click.ClickException:
+    """Ray's connection, HTTP and auth errors (often several lines) as one line a user can act on."""
+    text = first_line(exc)
+    lowered = text.lower()
+    if "authentication" in lowered or "401" in text or "403" in text:
+        return click.ClickException(
+            f"the Ray cluster at {url} refused the request ({text}); it uses token auth: "
+            f"export RAY_AUTH_MODE=token with its token in ~/.ray/auth_token or RAY_AUTH_TOKEN")
+    if isinstance(exc, ConnectionError) or "connect" in lowered:
+        return click.ClickException(
+            f"cannot reach the Ray dashboard at {url}; is the cluster up, and is the port "
+            f"forwarded (`ray dashboard cluster.yaml`)? --address is the dashboard, not the GCS port 6379")
+    return click.ClickException(f"{url}: {text}")
 
 
 def job_info(client, url: str, job_id: str):
@@ -170,13 +188,9 @@ def job_info(client, url: str, job_id: str):
     try:
         return client.get_job_info(job_id)
     except Exception as exc:  # noqa: BLE001
-        if "does not exist" in str(exc) or "404" in str(exc):
+        if "does not exist" in str(exc) or "status code 404" in str(exc):
             raise click.ClickException(f"no job {job_id} on {url} (`labeltune jobs --address {url}` lists them)")
-        return call(url, _raise, exc)
-
-
-def _raise(exc: BaseException):
-    raise exc
+        raise one_line_error(url, exc) from exc
 
 
 async def stream_logs(client, job_id: str) -> None:

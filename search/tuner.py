@@ -140,6 +140,19 @@ def check_resources(models: list[str], gpus: float | None, cpus: float | None, u
             )
 
 
+def trial_slots(record: dict, opts: SearchOptions, use_gpu: bool) -> int:
+    """How many trials the cluster can run at once, for the cheapest model of the space."""
+    import ray
+
+    models = record["space"]["model"] if isinstance(record["space"]["model"], list) else [record["space"]["model"]]
+    total = ray.cluster_resources()
+    slots = []
+    for model in models:
+        request = resource_request(model, opts.gpus_per_trial, opts.cpus_per_trial, use_gpu)
+        slots.append(min(int(total.get(k, 0) // v) for k, v in request.items() if v > 0))
+    return max(slots)
+
+
 def cluster_has_gpu() -> bool:
     import ray
 
@@ -186,6 +199,12 @@ def pretrained_available() -> tuple[str, ...]:
 
 
 def search_dir(name: str, storage: str | None = None) -> Path:
+    """Where search `name` lives: `<storage>/<name>`, by default `$LABELTUNE_HOME/runs/<name>`."""
+    if storage and "://" in storage:
+        # The record, resume and promotion read this folder with local file APIs: a URI would silently
+        # land on the driver's disk. Clusters mount shared storage (NFS/EFS) and pass its path.
+        raise SearchError(f"--storage {storage}: URIs are not supported yet; mount the shared storage on every "
+                          f"node (NFS, EFS, s3fs) and pass the mounted path")
     return Path(storage).resolve() / name if storage else store.runs_dir() / name
 
 
@@ -265,8 +284,10 @@ def build_tuner(opts: SearchOptions, record: dict, trial_data, callbacks: list, 
         metric=PRIMARY_METRIC, mode=PRIMARY_MODE,  # a define-by-run space leaves Tune's param_space empty
         points_to_evaluate=points or None, sampler=sampler,
     )
-    if opts.concurrency:
-        searcher = ConcurrencyLimiter(searcher, max_concurrent=opts.concurrency)
+    # Tune keeps only one trial pending for a custom searcher: without a limiter, trials would start
+    # one at a time. The limiter also makes TPE wait for results instead of proposing blindly.
+    concurrency = opts.concurrency or min(opts.trials, trial_slots(record, opts, use_gpu))
+    searcher = ConcurrencyLimiter(searcher, max_concurrent=max(1, concurrency))
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=opts.epochs,
                               grace_period=min(opts.grace_period, opts.epochs), reduction_factor=3)
     return tune.Tuner(
@@ -315,7 +336,7 @@ def _check_tracking(opts: SearchOptions) -> None:
         try:
             check_store(store.tracking_uri(opts.tracking_uri))
         except TrackingUnavailable as exc:
-            raise SearchError(f"{exc} (start the tracking server, pass --tracking-uri, or run with --no-track)")
+            raise SearchError(f"{exc}, or run with --no-track")
 
 
 def run_search(opts: SearchOptions) -> SearchResult:

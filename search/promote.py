@@ -175,10 +175,8 @@ def register_model(promotion: Promotion, record: dict, model_name: str, alias: s
         f"name = '{model_name}'") else []
     promotion.model_name, promotion.alias = model_name, alias
     promotion.version = str(max((int(v.version) for v in versions), default=0) + 1)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     warnings.filterwarnings("ignore", module="mlflow")  # type-hint and cloudpickle advice for pyfunc authors
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"promote-{promotion.search}", tags=tags) as run:
+    with store.mlflow_uris(uri), mlflow.start_run(experiment_id=experiment_id, run_name=f"promote-{promotion.search}", tags=tags) as run:
         mlflow.log_metrics({k: float(v) for k, v in promotion.test_per_label.items() if _is_number(v)})
         mlflow.log_metrics({f"global_threshold/{k}": float(v) for k, v in promotion.test_global.items() if _is_number(v)})
         mlflow.log_dict(promotion.thresholds, "thresholds.json")
@@ -265,10 +263,8 @@ def resolve_registered(ref: str, tracking_uri: str | None = None) -> Path:
         raise PromotionError(f"{ref}: expected NAME@ALIAS (e.g. labeltune@champion) or NAME/VERSION")
     uri = store.tracking_uri(tracking_uri)
     model_uri = f"models:/{ref}"
-    # MLflow resolves models:/ with clients built from the global URIs: unset, they make ./mlflow.db.
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     client = mlflow.MlflowClient(uri, registry_uri=uri)
+    # MLflow resolves models:/ with clients built from the global URIs: unset, they make ./mlflow.db.
     try:
         if "@" in ref:
             version = client.get_model_version_by_alias(*ref.split("@", 1))
@@ -278,9 +274,10 @@ def resolve_registered(ref: str, tracking_uri: str | None = None) -> Path:
         target = store.cache_dir() / "registry" / f"{version.name}-v{version.version}-{version.run_id}"
         if not any(target.rglob(CHECKPOINT_FILE)):
             target.mkdir(parents=True, exist_ok=True)
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{version.name}/{version.version}", dst_path=str(target),
-                tracking_uri=uri, registry_uri=uri)
+            with store.mlflow_uris(uri):
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{version.name}/{version.version}", dst_path=str(target),
+                    tracking_uri=uri, registry_uri=uri)
     except Exception as exc:  # MlflowException for an unknown alias, others for a broken store
         raise PromotionError(f"{model_uri}: not found in the registry at {uri} ({str(exc).splitlines()[0]})") from exc
     found = sorted(target.rglob(CHECKPOINT_FILE))

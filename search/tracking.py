@@ -183,8 +183,17 @@ class MLflowTracker(Callback):
         parent_id = self._open_parent(None) if self.parent_run_id is None else self.parent_run_id
         children = _search_runs(self.client, [self._experiment_id], _child_filter(self.search_name))
         running = RunStatus.to_string(RunStatus.RUNNING)
-        killed = [run for run in children if run.info.status == running]
-        for run in killed:
+        known = {str(getattr(t, "trial_id", "")) for t in trials}
+        killed, orphaned = [], []
+        for run in children:
+            if run.info.status != running:
+                continue
+            # A trial a dead driver started after Tune's last snapshot: the resumed search never knew it.
+            if run.data.tags.get(TRIAL_TAG) not in known:
+                orphaned.append(run)
+                self.client.set_tag(run.info.run_id, "labeltune.orphaned", "true")
+            else:
+                killed.append(run)
             self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
 
         statuses = [str(getattr(t, "status", "")) for t in trials]
@@ -195,6 +204,7 @@ class MLflowTracker(Callback):
             "labeltune.trials_error": str(statuses.count("ERROR")),
             "labeltune.trials_stopped_early": str(stopped_early),
             "labeltune.trials_killed": str(len(killed)),
+            "labeltune.trials_orphaned": str(len(orphaned)),
         }
         best_value, best_run = None, None
         sign = 1.0 if PRIMARY_MODE == "max" else -1.0

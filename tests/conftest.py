@@ -72,8 +72,13 @@ def labeltune_home(tmp_path, monkeypatch, _mlflow_template) -> Path:
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    """Run `labeltune ARGS` as a user would, in a subprocess; returns the completed process."""
-    full_env = {**os.environ, **(env or {})}
+    """Run `labeltune ARGS` as a user would, in a subprocess; returns the completed process.
+
+    MLflow's URIs come from LABELTUNE_HOME unless `env` names them: an in-process MLflow call of an
+    earlier test must not redirect a later subprocess's store.
+    """
+    inherited = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    full_env = {**inherited, **(env or {})}
     proc = subprocess.run([str(BIN / "labeltune"), *args], capture_output=True, text=True, env=full_env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"labeltune {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")

@@ -10,6 +10,7 @@ is absolute: Ray trial processes chdir into their trial folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -41,6 +42,31 @@ def tracking_uri(explicit: str | None = None) -> str:
     return f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
 
 
+@contextlib.contextmanager
+def mlflow_uris(uri: str):
+    """Point MLflow's global tracking and registry URIs at `uri` for a block, then restore them.
+
+    Only for MLflow calls that build their own clients from the globals (`models:/` URIs,
+    the fluent run API). MLflow mirrors the globals into os.environ, which child processes
+    would inherit, so the environment is restored too.
+    """
+    import mlflow
+
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_env["MLFLOW_TRACKING_URI"])
+        mlflow.set_registry_uri(saved_env["MLFLOW_REGISTRY_URI"])
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def open_experiment(name: str, uri: str | None = None):
     """Point MLflow at the store and return the experiment id, creating it with an absolute artifact location.
 
@@ -51,7 +77,6 @@ def open_experiment(name: str, uri: str | None = None):
     uri = tracking_uri(uri)
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:

@@ -569,9 +569,12 @@ def test_search_spreads_over_nodes_reads_no_images_there_and_survives_a_lost_nod
     """One search for three things (a search costs a minute or two here): trials run on several nodes; no trial
     reads an image file (the data travels through the object store); a worker node lost mid-trial costs no trial."""
     cluster.ensure_workers()
-    data, space = cluster_data
+    data, _ = cluster_data
+    # Trials slow enough (64 px, half width, 6 epochs) that a poll finds one mid-way on a worker, idle machine too.
+    space = tmp_path / "slow-space.json"
+    space.write_text(json.dumps({**SPACE, "image_size": 64, "width": [0.5]}))
     cache = Path(cluster.env["LABELTUNE_CACHE"])
-    name, epochs = "node-lost", 4
+    name, epochs = "node-lost", 6
     search = cluster.storage / name
     log = tmp_path / "search.log"
     workers = cluster.worker_ids()

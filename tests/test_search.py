@@ -35,6 +35,16 @@ def trial_rows(search_path: Path) -> dict[str, list[dict]]:
     return trial_results(search_path)
 
 
+def saved_terminated(search_path: Path) -> bool:
+    """Whether Tune's latest saved state holds a TERMINATED trial."""
+    states = sorted(search_path.glob("experiment_state-*.json"))
+    try:
+        state = json.loads(states[-1].read_text()) if states else {"trial_data": []}
+    except json.JSONDecodeError:
+        return False  # being written
+    return any(json.loads(t[0])["status"] == "TERMINATED" for t in state["trial_data"])
+
+
 def tune_trials(search_path: Path) -> list[str]:
     """Trial folders of the trials Tune's latest saved state holds."""
     state = json.loads(sorted(search_path.glob("experiment_state-*.json"))[-1].read_text())
@@ -153,17 +163,23 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path, ray_ad
         while time.time() < deadline:  # kill once one trial is complete and Tune has saved state since
             rows = trial_rows(search_path) if search_path.exists() else {}
             done = [t for t, r in rows.items() if len(r) == 3]
-            if done and len(rows) >= 2 and any(search_path.glob("experiment_state-*.json")):
+            if done and len(rows) >= 2 and saved_terminated(search_path):
                 time.sleep(2)
                 break
             assert driver.poll() is None, "the search ended before it could be killed"
             time.sleep(0.5)
         else:
             pytest.fail("no trial completed in time")
-        before = trial_rows(search_path)
-        completed_before = {t: r for t, r in before.items() if len(r) == 3}
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(30)
+        # Completed = TERMINATED in Tune's saved state. A trial whose last epoch the worker wrote but the
+        # driver had not yet saved is not complete for a resume: it repeats that epoch from its checkpoint.
+        state = json.loads(sorted(search_path.glob("experiment_state-*.json"))[-1].read_text())
+        terminated = {f"trial_{json.loads(t[0])['trial_id']}" for t in state["trial_data"]
+                      if json.loads(t[0])["status"] == "TERMINATED"}
+        before = trial_rows(search_path)
+        completed_before = {t: r for t, r in before.items() if t in terminated}
+        assert completed_before, "no trial was complete in the saved state"
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)

@@ -35,6 +35,8 @@ LOAD_AT_START = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadav
 if str(REPO) not in sys.path:  # `python bench/x.py` from anywhere finds trainable/ and search/
     sys.path.insert(1, str(REPO))
 
+from trainable import store  # noqa: E402  (after the path fix above)
+
 
 def log(*parts: Any) -> None:
     """Progress line with seconds since the script started (stderr, so stdout keeps the tables)."""
@@ -189,10 +191,7 @@ def write_results(script: str, parameters: dict, results: dict, results_dir: str
         "results": results,
     }
     path = folder / f"{script}_{date}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_clean(record), indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return store.write_text(path, json.dumps(_clean(record), indent=1) + "\n")
 
 
 # ---- printing -----------------------------------------------------------------------

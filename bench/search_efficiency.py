@@ -200,11 +200,12 @@ def analyse(runs: list[dict], seeds: list[int], fixed_target: float | None, perc
 
 def calibrate_epoch_s(space: dict, dataset, images: np.ndarray, cpus_per_trial: int) -> float:
     """Seconds of one trial epoch (train + validation), mean over the space's models, with one trial's threads."""
+    from search import space as spaces
     from trainable.config import TrainConfig
     from trainable.gym import Gym
 
-    models = space["model"] if isinstance(space["model"], list) else [space["model"]]
-    batches = space["batch_size"] if isinstance(space["batch_size"], list) else [space["batch_size"]]
+    models = spaces.choices(space["model"])
+    batches = spaces.choices(space["batch_size"])
     width = space["width"][0] if isinstance(space.get("width"), list) else space.get("width", 1.0)
     times = []
     for model in models:

@@ -129,15 +129,16 @@ def validate_space(space: dict[str, Any], where: str = "space") -> None:
                 raise SpaceError(f"{where}: {key}: a range needs low <= high, got {value}")
         elif isinstance(value, list) and not value:
             raise SpaceError(f"{where}: {key}: an empty list of choices")
-    for model in _choices(space.get("model", "cnn5")):
+    for model in choices(space.get("model", "cnn5")):
         if model not in MODELS:
             raise SpaceError(f"{where}: model {model!r} is not one of {', '.join(MODELS)}")
-    for opt in _choices(space.get("optimizer", "adamw")):
+    for opt in choices(space.get("optimizer", "adamw")):
         if opt not in OPTIMIZERS:
             raise SpaceError(f"{where}: optimizer {opt!r} is not one of {', '.join(OPTIMIZERS)}")
 
 
-def _choices(value: Any) -> list:
+def choices(value: Any) -> list:
+    """A space entry as a list: its choices, or the one fixed value."""
     return value if isinstance(value, list) else [value]
 
 

@@ -124,11 +124,16 @@ def resource_request(model: str, gpus: float | None, cpus: float | None, use_gpu
     return request
 
 
-def check_resources(models: list[str], gpus: float | None, cpus: float | None, use_gpu: bool) -> None:
-    """Refuse a request that no node can satisfy (Ray itself only warns and waits forever)."""
+def trial_slots(models: list[str], gpus: float | None, cpus: float | None, use_gpu: bool) -> int:
+    """How many trials of the space's cheapest model the cluster runs at once.
+
+    Refuses a model whose request no single node can satisfy: Ray itself only warns and waits forever.
+    """
     import ray
 
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    total = ray.cluster_resources()
+    slots = []
     for model in models:
         request = resource_request(model, gpus, cpus, use_gpu)
         if not any(all(node.get(k, 0) >= v for k, v in request.items()) for node in nodes):
@@ -138,17 +143,6 @@ def check_resources(models: list[str], gpus: float | None, cpus: float | None, u
             raise SearchError(
                 f"no node of the cluster can run a {model} trial asking {request}; nodes have: {have}"
             )
-
-
-def trial_slots(record: dict, opts: SearchOptions, use_gpu: bool) -> int:
-    """How many trials the cluster can run at once, for the cheapest model of the space."""
-    import ray
-
-    models = record["space"]["model"] if isinstance(record["space"]["model"], list) else [record["space"]["model"]]
-    total = ray.cluster_resources()
-    slots = []
-    for model in models:
-        request = resource_request(model, opts.gpus_per_trial, opts.cpus_per_trial, use_gpu)
         slots.append(min(int(total.get(k, 0) // v) for k, v in request.items() if v > 0))
     return max(slots)
 
@@ -216,10 +210,7 @@ def read_record(path: Path) -> dict:
 
 
 def write_record(path: Path, record: dict) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / (RECORD + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path / RECORD)
+    store.write_json(path / RECORD, record)
 
 
 def git_commit() -> str | None:
@@ -286,7 +277,8 @@ def build_tuner(opts: SearchOptions, record: dict, trial_data, callbacks: list, 
     )
     # Tune keeps only one trial pending for a custom searcher: without a limiter, trials would start
     # one at a time. The limiter also makes TPE wait for results instead of proposing blindly.
-    concurrency = opts.concurrency or min(opts.trials, trial_slots(record, opts, use_gpu))
+    slots = trial_slots(spaces.choices(space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, use_gpu)
+    concurrency = opts.concurrency or min(opts.trials, slots)
     searcher = ConcurrencyLimiter(searcher, max_concurrent=max(1, concurrency))
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=opts.epochs,
                               grace_period=min(opts.grace_period, opts.epochs), reduction_factor=3)
@@ -361,8 +353,7 @@ def run_search(opts: SearchOptions) -> SearchResult:
         "tracking_uri": store.tracking_uri(opts.tracking_uri) if opts.track else None,
     }
     init_ray(opts.address)
-    models = space["model"] if isinstance(space["model"], list) else [space["model"]]
-    check_resources(models, opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())
+    trial_slots(spaces.choices(space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())  # or refuse
     write_record(path, record)
     callbacks, tracker = _callbacks(opts, record)
     tuner = build_tuner(opts, record, data, callbacks)
@@ -393,6 +384,8 @@ def resume_search(name: str, address: str | None = None, tracking_uri: str | Non
             f"!= {record['data_fingerprint'][:12]}); its trials would not compare: start a new search"
         )
     init_ray(opts.address)
+    # The cluster may have changed since the start: refuse trials no node can run, as a new search does.
+    trial_slots(spaces.choices(record["space"]["model"]), opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())
     record["status"] = "running"
     record["resumed"] = record.get("resumed", 0) + 1
     record["driver_pid"] = os.getpid()

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainable import store
+
 FORMAT_VERSION = 1
 """bumped when the layout of the dict changes; load refuses other versions"""
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -76,17 +78,13 @@ def save(path: str | os.PathLike, *, model_state: dict, optimizer_state: dict | 
         "metrics": _plain(metrics, "metrics"),
         "data_fingerprint": str(data_fingerprint),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             torch.save(ckpt, f)
             f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+            os.fsync(f.fileno())  # on disk before the rename: a crash leaves the old file or the new one
+
+    return store.write_atomic(path, write)
 
 
 def load(path: str | os.PathLike) -> dict:

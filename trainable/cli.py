@@ -8,13 +8,14 @@ turn them into one `Error: ...` line and a non-zero exit.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import click
+
+from trainable import store
 
 
 @click.group()
@@ -220,12 +221,6 @@ def _write_plots(out: Path, history: list[dict], metrics: dict, labels: list[str
     return written
 
 
-def _write_json(path: Path, value) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
 @click.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False), help="dataset folder in the course layout")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="folder for checkpoint.pt, best.pt, metrics.json, plots")
@@ -276,7 +271,7 @@ def train(data_dir, out, resume, no_track, tracking_uri, skip_bad_images, **opti
         if metrics[PRIMARY_METRIC] > best:
             best = metrics[PRIMARY_METRIC]
             shutil.copy2(ckpt_dir / CHECKPOINT_FILE, out / "best.pt")
-        _write_json(history_path, {"config": cfg.to_dict(), "labels": dataset.labels, "history": history})
+        store.write_json(history_path, {"config": cfg.to_dict(), "labels": dataset.labels, "history": history})
         click.echo(f"epoch {metrics['epoch']}/{cfg.epochs}  train/loss {metrics['train/loss']:.4f}  "
                    f"val/loss {metrics['val/loss']:.4f}  {PRIMARY_METRIC} {metrics[PRIMARY_METRIC]:.4f}  "
                    f"val/macro_f1 {metrics['val/macro_f1']:.4f}  {metrics['img_per_s']:.0f} img/s")
@@ -313,10 +308,8 @@ class LocalRun:
     def __init__(self, cfg, dataset, uri: str | None) -> None:
         import mlflow
 
-        from trainable.store import open_experiment, tracking_uri
-
-        experiment_id = open_experiment("local", uri)
-        self.client = mlflow.MlflowClient(tracking_uri(uri))
+        experiment_id = store.open_experiment("local", uri)
+        self.client = mlflow.MlflowClient(store.tracking_uri(uri))
         self.run_id = self.client.create_run(
             experiment_id, tags={"data_fingerprint": dataset.fingerprint, "data": str(dataset.root)}
         ).info.run_id
@@ -369,7 +362,7 @@ def eval_cmd(checkpoint_path, data_dir, split, out, device, skip_bad_images):
     click.echo(metrics_table(metrics, dataset.labels, split))
     out = Path(out).resolve() if out else Path(checkpoint_path).resolve().parent
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / f"eval_{split}.json", metrics)
+    store.write_json(out / f"eval_{split}.json", metrics)
     _write_plots(out, [], metrics, dataset.labels, split)
     click.echo(f"\nwrote {out / f'eval_{split}.json'} and plots in {out}")
 
@@ -422,7 +415,4 @@ def write_predictions(path: Path, image_paths: list, labels: list[str], values) 
     for image_path, row in zip(image_paths, values):
         cells = [f"{v:.6f}" for v in row] if values.dtype.kind == "f" else [str(int(v)) for v in row]
         lines.append("\t".join([Path(image_path).name, *cells]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    store.write_text(path, "\n".join(lines) + "\n")

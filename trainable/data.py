@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +41,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from trainable import store
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,6 @@ def _workers() -> int:
 
 
 def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
-    from trainable import store
-
     return Path(cache_dir) if cache_dir is not None else store.cache_dir()
 
 
@@ -150,19 +149,6 @@ def _chunked_map(fn: Callable[[Sequence[Any]], list[Any]], items: Sequence[Any],
                     results.extend(part)
                     bar.update(len(part))
     return results
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """write(tmp) into a temporary file next to path, then rename it over path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -276,7 +262,7 @@ def _check_images(names: list[str], paths: list[Path], fingerprint: str, cache: 
     verdicts = dict(zip(names, results))
     try:
         payload = json.dumps({n: [m, s[0], s[1], r] for n, (m, s, r) in verdicts.items()})
-        _write_atomic(sidecar, lambda tmp: tmp.write_text(payload))
+        store.write_text(sidecar, payload)
     except OSError as e:
         log.warning("cannot cache the image check in %s: %s", cache, e)
     return verdicts
@@ -465,7 +451,7 @@ def decode(dataset: Dataset, color: str = "rgb", cache_dir: str | os.PathLike | 
             out.flush()
             del out
 
-        _write_atomic(path, write)
+        store.write_atomic(path, write)
     except OSError as e:
         log.warning("cannot write the decode cache %s (%s): decoding into memory", path, e)
         arr = np.empty(shape, dtype=np.uint8)

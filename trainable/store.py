@@ -4,6 +4,8 @@
     $LABELTUNE_HOME/runs/<search>/     Tune's storage for one search
     $LABELTUNE_CACHE/                  decoded image arrays, downloaded registered models
 
+Files that other processes read while they change (records, checkpoints, predictions, caches)
+are written with `write_atomic`: a reader sees the old file or the new one, never half of one.
 `MLFLOW_TRACKING_URI` or an explicit `--tracking-uri` override the store. Every path
 is absolute: Ray trial processes chdir into their trial folder.
 """
@@ -11,8 +13,11 @@ is absolute: Ray trial processes chdir into their trial folder.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import uuid
 from pathlib import Path
+from typing import Any, Callable
 
 
 def home() -> Path:
@@ -65,6 +70,30 @@ def mlflow_uris(uri: str):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """write(tmp) into a temporary file next to path, then rename it over path (creating its folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A name of its own per writer (not mkstemp: its 0600 mode would stick to the final file).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: Path, value: Any) -> Path:
+    """Indented, sorted JSON; values JSON lacks (paths, dates) are written as strings."""
+    return write_text(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def open_experiment(name: str, uri: str | None = None):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from trainable import checkpoint as ckpt_io
+from trainable import gym as gym_module
 from trainable.config import ConfigError, TrainConfig
 from trainable.data import decode, load
 from trainable.gym import CHECKPOINT_FILE, Gym, Predictor, TrialDiverged, augment, to_device_images
@@ -69,6 +70,20 @@ def test_resume_continues_the_epoch_count_and_repeats_the_uninterrupted_run(tiny
     assert [h["epoch"] for h in resumed] == [2]
     assert resumed[0]["train/loss"] == pytest.approx(full[1]["train/loss"], rel=1e-5)
     assert resumed[0][PRIMARY_METRIC] == pytest.approx(full[1][PRIMARY_METRIC], rel=1e-5)
+
+
+def test_evaluate_in_uneven_batches_matches_one_batch(tiny, monkeypatch):
+    """The loss is weighted by batch size and the probabilities keep the split's order."""
+    dataset, images = tiny
+    gym = Gym(small_cfg(epochs=1), images, dataset.targets, dataset.labels)
+    whole = gym.evaluate("val")
+    whole_probs = gym.last_collector.probs
+    monkeypatch.setattr(gym_module, "EVAL_BATCH", 7)  # the val split is not a multiple of 7
+    assert len(gym.split_index["val"]) % 7
+    batched = gym.evaluate("val")
+    assert batched["val/loss"] == pytest.approx(whole["val/loss"], rel=1e-5)
+    np.testing.assert_allclose(gym.last_collector.probs, whole_probs, rtol=1e-5, atol=1e-6)
+    assert batched["val/micro_f1"] == whole["val/micro_f1"]
 
 
 def test_nan_loss_raises_trial_diverged_naming_the_epoch(tiny):

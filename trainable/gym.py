@@ -216,12 +216,15 @@ class Gym:
         threshold = self.cfg.threshold if threshold is None else threshold
         collector = MetricsCollector(self.labels, threshold=threshold, prefix=split)
         self.model.eval()
+        probs, loss_sum = [], torch.zeros((), device=self.device)
         for start in range(0, len(indices), EVAL_BATCH):
             idx = indices[start : start + EVAL_BATCH]
-            y = self.targets[idx]
             with autocast(self.device):
                 logits = self.model(self._prepare(self.images[idx])).float()
-            collector.update(torch.sigmoid(logits), y, float(self.loss_fn(logits, y)))
+            probs.append(torch.sigmoid(logits))  # stays on the device: one copy to the CPU at the end
+            loss_sum += self.loss_fn(logits, self.targets[idx]) * len(idx)
+        if probs:
+            collector.update(torch.cat(probs), self.targets[indices], float(loss_sum) / len(indices))
         self.last_collector = collector
         return collector.compute()
 

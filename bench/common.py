@@ -174,8 +174,12 @@ def _clean(obj: Any) -> Any:
 
 
 def write_results(script: str, parameters: dict, results: dict, results_dir: str | Path | None = None,
-                  started: float | None = None) -> Path:
-    """bench/results/<script>_<YYYY-MM-DD>.json (or results_dir/...): the common envelope around `results`."""
+                  started: float | None = None, variant: str | None = None) -> Path:
+    """bench/results/<script>[-<variant>]_<YYYY-MM-DD>.json (or results_dir/...): the common envelope.
+
+    `variant` names a run that measures something else than the script's default (for example
+    tune_overhead's `--checkpoint`), so that its file does not replace the default's.
+    """
     folder = Path(results_dir) if results_dir else RESULTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     date = time.strftime("%Y-%m-%d")
@@ -190,7 +194,7 @@ def write_results(script: str, parameters: dict, results: dict, results_dir: str
         "parameters": parameters,
         "results": results,
     }
-    path = folder / f"{script}_{date}.json"
+    path = folder / f"{script}{'-' + variant if variant else ''}_{date}.json"
     return store.write_text(path, json.dumps(_clean(record), indent=1) + "\n")
 
 

@@ -20,10 +20,13 @@ without early stopping is sure to get there and TPE + ASHA has to find it with l
 PERF.md's target: tpe_asha needs at most 1/3 of random_fifo's trial-epochs.
 
 CPU default: the `quick` space narrowed to image_size 32 and width 0.25, 1,500 images,
-12 trials x 3 epochs per arm, 3 seeds, 2 trials at a time (1 CPU each).
+32 trials x 6 epochs per arm, 5 seeds, 2 trials at a time (1 CPU each). That is the smallest
+search where both methods have room: ASHA gets two rungs (1 and 3 epochs) below the top, and TPE
+has 24 guided trials after its 8 random start-up ones. 12 trials x 3 epochs left TPE 9 guided
+trials and ASHA one rung: it measured noise.
 --gpu: the `default` space, 20,000 images, 64 trials x 10 epochs (GPU share per model).
 
-    python bench/search_efficiency.py                 # ~15-25 min on 2 quiet cores (printed first)
+    python bench/search_efficiency.py                 # ~17 min on 2 quiet cores (an estimate is printed first)
     python bench/search_efficiency.py --seeds 0 --trials 4 --epochs 2 --n-images 200   # smoke run
 """
 
@@ -235,9 +238,9 @@ def estimate_s(args, epoch_s: float, start_s: float = 1.0, report_s: float = 0.4
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--gpu", action="store_true", help="default space, 20k images, 64 trials x 10 epochs")
-    p.add_argument("--seeds", default="0,1,2", help="comma list; each seed runs all three arms")
-    p.add_argument("--trials", type=int, default=None, help="trials per arm and seed (12 CPU, 64 GPU)")
-    p.add_argument("--epochs", type=int, default=None, help="max epochs per trial (3 CPU, 10 GPU)")
+    p.add_argument("--seeds", default="0,1,2,3,4", help="comma list; each seed runs all three arms")
+    p.add_argument("--trials", type=int, default=None, help="trials per arm and seed (32 CPU, 64 GPU)")
+    p.add_argument("--epochs", type=int, default=None, help="max epochs per trial (6 CPU, 10 GPU)")
     p.add_argument("--n-images", type=int, default=None, help="synthetic images (1500 CPU, 20000 GPU)")
     p.add_argument("--concurrency", type=int, default=None, help="trials at once (2 CPU; 0 = as resources allow)")
     p.add_argument("--cpus", type=int, default=None, help="CPUs given to Ray (default: all cores)")
@@ -249,7 +252,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-estimate", action="store_true", help="skip the timing calibration")
     p.add_argument("--results-dir", default=None)
     args = p.parse_args(argv)
-    for name, cpu, gpu in (("trials", 12, 64), ("epochs", 3, 10), ("n_images", 1500, 20000), ("concurrency", 2, 0)):
+    for name, cpu, gpu in (("trials", 32, 64), ("epochs", 6, 10), ("n_images", 1500, 20000), ("concurrency", 2, 0)):
         if getattr(args, name) is None:
             setattr(args, name, gpu if args.gpu else cpu)
     args.seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]

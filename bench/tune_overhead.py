@@ -172,7 +172,10 @@ def main(argv=None) -> dict:
                       f"{args.trial_seconds:g} s{' + 1 KB checkpoint' if args.checkpoint else ''}"))
     print(f"ray.init {init_s:.1f} s (not in wall); wall {wall:.1f} s; {done}/{args.trials} trials reported, "
           f"{errors} errors; first result after {results['first_result_s'] or 0:.1f} s")
-    path = write_results("tune_overhead", vars(args), results, args.results_dir, started)
+    defaults = vars(parse_args([]))  # a run with other options gets a file of its own
+    variant = "-".join(f"{k.replace('_', '')}{'' if v is True else v}" for k, v in vars(args).items()
+                       if k != "results_dir" and v != defaults[k]) or None
+    path = write_results("tune_overhead", vars(args), results, args.results_dir, started, variant=variant)
     print(f"wrote {path}")
     return results
 

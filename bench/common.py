@@ -173,6 +173,19 @@ def _clean(obj: Any) -> Any:
     return _plain(obj)
 
 
+def variant_name(args: dict, defaults: dict) -> str | None:
+    """The options where args differ from defaults, for a results file name: {'checkpoint': True,
+    'trials': 50} -> 'checkpoint-trials50'; None when nothing differs (results_dir does not count)."""
+    def text(value: Any) -> str:
+        if value is True:
+            return ""
+        return "+".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+    parts = [f"{k.replace('_', '')}{text(v)}" for k, v in args.items()
+             if k != "results_dir" and v != defaults.get(k)]
+    return "-".join(parts) or None
+
+
 def write_results(script: str, parameters: dict, results: dict, results_dir: str | Path | None = None,
                   started: float | None = None, variant: str | None = None) -> Path:
     """bench/results/<script>[-<variant>]_<YYYY-MM-DD>.json (or results_dir/...): the common envelope.

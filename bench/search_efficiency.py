@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from common import (asha_expected_epochs, bench_root, epoch_clock, log, synth_dataset, table,
-                    usable_pretrained, use_bench_decode_cache, write_results)
+                    usable_pretrained, use_bench_decode_cache, variant_name, write_results)
 
 ARMS = ("tpe_asha", "random_asha", "random_fifo")
 
@@ -327,7 +327,10 @@ def main(argv=None) -> dict:
     print(f"wall {wall / 60:.1f} min" + (f" (estimated {est / 60:.1f} min)" if est else ""))
     params = {**vars(args), "space": space, "pretrained_models": list(pretrained), "estimated_s": est,
               "target_rule": "fixed" if args.target is not None else f"p{args.percentile:g} of random_fifo final F1 per seed"}
-    path = write_results("search_efficiency", params, {**analysis, "runs": runs}, args.results_dir, started)
+    defaults = vars(parse_args(["--gpu"] if args.gpu else []))  # GPU or CPU defaults: other options, other file
+    variant = variant_name({k: v for k, v in vars(args).items() if k != "no_estimate"}, defaults)
+    path = write_results("search_efficiency", params, {**analysis, "runs": runs}, args.results_dir, started,
+                         variant=("gpu-" + variant if variant else "gpu") if args.gpu else variant)
     print(f"wrote {path}")
     return analysis
 

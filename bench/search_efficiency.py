@@ -44,8 +44,10 @@ import numpy as np
 
 from common import (asha_expected_epochs, bench_root, epoch_clock, log, synth_dataset, table,
                     usable_pretrained, use_bench_decode_cache, variant_name, write_results)
+from search.tuner import SearchOptions  # after common, which puts the repository on sys.path
 
 ARMS = ("tpe_asha", "random_asha", "random_fifo")
+SEARCH_DEFAULTS = SearchOptions(data="", space="")  # labeltune search's own defaults (grace period)
 
 
 # ---- the space and the tuners -------------------------------------------------------------
@@ -111,13 +113,12 @@ def build_arm(arm: str, opts, record: dict, data, callbacks: list, baseline_poin
 
 def run_arm(arm: str, seed: int, args, space: dict, data, dataset, storage: Path, pretrained: tuple) -> dict:
     from search.pruning import CheckpointPruner
-    from search.tuner import SearchOptions
     from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
 
     name = f"{arm}-seed{seed}"
     opts = SearchOptions(data=str(dataset.root), space="bench", trials=args.trials, epochs=args.epochs,
                          concurrency=args.concurrency, seed=seed, split_seed=0, track=False, verbose=False,
-                         storage=str(storage), grace_period=1)
+                         storage=str(storage), grace_period=args.grace_period)
     constants = {"epochs": opts.epochs, "split_seed": opts.split_seed, "seed": opts.seed}
     record = {"name": name, "storage": str(storage), "space": space, "constants": constants,
               "pretrained_models": list(pretrained)}
@@ -244,6 +245,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-images", type=int, default=None, help="synthetic images (1500 CPU, 20000 GPU)")
     p.add_argument("--concurrency", type=int, default=None, help="trials at once (2 CPU; 0 = as resources allow)")
     p.add_argument("--cpus", type=int, default=None, help="CPUs given to Ray (default: all cores)")
+    p.add_argument("--grace-period", type=int, default=SEARCH_DEFAULTS.grace_period,
+                   help="ASHA's first rung, epochs, in both ASHA arms (default: labeltune search's)")
     p.add_argument("--target", type=float, default=None, help="fixed target val/micro_f1 (default: percentile)")
     p.add_argument("--percentile", type=float, default=80.0, help="of random_fifo's final scores, per seed")
     p.add_argument("--baseline-points", choices=("same", "none"), default="same",

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -173,17 +174,18 @@ def _clean(obj: Any) -> Any:
     return _plain(obj)
 
 
-def variant_name(args: dict, defaults: dict) -> str | None:
+def variant_name(args: dict, defaults: dict, ignore: tuple[str, ...] = ()) -> str | None:
     """The options where args differ from defaults, for a results file name: {'checkpoint': True,
-    'trials': 50} -> 'checkpoint-trials50'; None when nothing differs (results_dir does not count)."""
+    'trials': 50} -> 'checkpoint-trials50'; None when nothing differs. results_dir and `ignore`
+    do not count; characters a file name should not hold become '_'."""
     def text(value: Any) -> str:
         if value is True:
             return ""
         return "+".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
     parts = [f"{k.replace('_', '')}{text(v)}" for k, v in args.items()
-             if k != "results_dir" and v != defaults.get(k)]
-    return "-".join(parts) or None
+             if k not in ("results_dir", *ignore) and v != defaults.get(k)]
+    return re.sub(r"[^A-Za-z0-9.,+=-]", "_", "-".join(parts)) or None
 
 
 def write_results(script: str, parameters: dict, results: dict, results_dir: str | Path | None = None,

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
+import math
 import shutil
 import tempfile
 import time
@@ -174,7 +175,8 @@ def analyse(runs: list[dict], seeds: list[int], fixed_target: float | None, perc
             row[f"{arm}_best_at_budget"] = best_within(r["f1_by_epoch"], budget)
             row[f"{arm}_trial_epochs"] = r["trial_epochs"]
         a, c = row["tpe_asha_to_target"], row["random_fifo_to_target"]
-        row["ratio_tpe_asha_over_random_fifo"] = a / c if a and c else None
+        # tpe_asha missing a target random_fifo reached: an infinite ratio (null in the JSON), a miss
+        row["ratio_tpe_asha_over_random_fifo"] = (a / c if a else math.inf) if c else None
         per_seed.append(row)
 
     summary = {}
@@ -189,11 +191,9 @@ def analyse(runs: list[dict], seeds: list[int], fixed_target: float | None, perc
                         "mean_trial_epochs": float(np.mean(spent)) if spent else None,
                         "mean_wall_s": float(np.mean(walls)) if walls else None,
                         "errors": sum(r["errors"] for r in runs if r["arm"] == arm)}
-    ratios = [row["ratio_tpe_asha_over_random_fifo"] for row in per_seed]
-    known = [x for x in ratios if x is not None]
-    # a seed where tpe_asha never reached the target counts as a miss
-    passing = sum(1 for row in per_seed if row["ratio_tpe_asha_over_random_fifo"] is not None
-                  and row["ratio_tpe_asha_over_random_fifo"] <= 1 / 3)
+    known = [row["ratio_tpe_asha_over_random_fifo"] for row in per_seed
+             if row["ratio_tpe_asha_over_random_fifo"] is not None]
+    passing = sum(1 for x in known if x <= 1 / 3)
     verdict = {"target_ratio": 1 / 3, "median_ratio": float(np.median(known)) if known else None,
                "seeds_meeting_target": f"{passing}/{len(per_seed)}"}
     return {"per_seed": per_seed, "summary": summary, "verdict": verdict}
@@ -331,7 +331,7 @@ def main(argv=None) -> dict:
     params = {**vars(args), "space": space, "pretrained_models": list(pretrained), "estimated_s": est,
               "target_rule": "fixed" if args.target is not None else f"p{args.percentile:g} of random_fifo final F1 per seed"}
     defaults = vars(parse_args(["--gpu"] if args.gpu else []))  # GPU or CPU defaults: other options, other file
-    variant = variant_name({k: v for k, v in vars(args).items() if k != "no_estimate"}, defaults)
+    variant = variant_name(vars(args), defaults, ignore=("no_estimate",))
     path = write_results("search_efficiency", params, {**analysis, "runs": runs}, args.results_dir, started,
                          variant=("gpu-" + variant if variant else "gpu") if args.gpu else variant)
     print(f"wrote {path}")

@@ -29,16 +29,37 @@ def trial_results(search_path: Path) -> dict[str, list[dict]]:
     return out
 
 
+def tune_trial_folders(search_path: Path) -> set[str] | None:
+    """The trial folders Tune's latest saved state holds, or None without a readable state.
+
+    A driver killed between two of Tune's snapshots can leave a trial folder that no snapshot
+    names: an orphan that a resume never continues and promote never sees. The state file is
+    Tune's own format, so anything unexpected in it gives None (count the folders instead).
+    """
+    states = sorted(Path(search_path).glob("experiment_state-*.json"))
+    if not states:
+        return None
+    try:
+        trial_data = json.loads(states[-1].read_text())["trial_data"]
+        return {f"trial_{json.loads(t[0])['trial_id']}" for t in trial_data}
+    except (OSError, ValueError, LookupError, TypeError):
+        return None
+
+
 def list_searches(storage: str | None = None) -> list[dict]:
     root = Path(storage).resolve() if storage else store.runs_dir()
     rows = []
     for record_file in sorted(root.glob(f"*/{RECORD}")):
         record = json.loads(record_file.read_text())
         results = trial_results(record_file.parent)
-        scores = [r[PRIMARY_METRIC] for rows_ in results.values() for r in rows_ if PRIMARY_METRIC in r]
         status = record.get("status", "?")
         if status == "running" and not _driver_alive(record):
             status = "interrupted"
+        # A running search's trials are newer than its last snapshot; a stopped one's orphans are not trials.
+        known = tune_trial_folders(record_file.parent) if status != "running" else None
+        if known is not None:
+            results = {trial: rows_ for trial, rows_ in results.items() if trial in known}
+        scores = [r[PRIMARY_METRIC] for rows_ in results.values() for r in rows_ if PRIMARY_METRIC in r]
         rows.append({
             "name": record["name"], "status": status, "trials": record["options"]["trials"],
             "trials_done": sum(1 for rows_ in results.values() if rows_),

@@ -132,6 +132,24 @@ def test_searches_lists_the_search(finished_search):
     assert "finished" in line and "6/6" in line
 
 
+def test_searches_leaves_out_an_orphan_trial_that_tunes_saved_state_does_not_hold(tmp_path):
+    from search.catalog import RECORD, list_searches
+
+    search = tmp_path / "s"
+    for trial, f1 in (("trial_known", 0.4), ("trial_orphan", 0.9)):
+        (search / trial).mkdir(parents=True)
+        (search / trial / "result.json").write_text(json.dumps({PRIMARY_METRIC: f1}) + "\n")
+    (search / RECORD).write_text(json.dumps({"name": "s", "status": "finished", "options": {"trials": 2}}))
+    state = search / "experiment_state-2026-01-01_00-00-00.json"
+    state.write_text(json.dumps({"trial_data": [[json.dumps({"trial_id": "known"}), "{}"]]}))
+    (row,) = list_searches(str(tmp_path))
+    assert (row["trials_done"], row["best"]) == (1, 0.4)  # what resume and promote see
+
+    state.write_text("{ cut by a kill")  # unreadable: every trial folder counts
+    (row,) = list_searches(str(tmp_path))
+    assert (row["trials_done"], row["best"]) == (2, 0.9)
+
+
 @pytest.mark.timeout(600)
 def test_failing_trials_are_recorded_as_failed_and_the_search_finishes(tmp_path, ray_address, synth_dir, labeltune_home):
     # batch_size 1 cannot train cnn5's BatchNorm1d head: a real configuration error, raised inside the trial.

@@ -25,7 +25,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -186,6 +186,14 @@ def variant_name(args: dict, defaults: dict, ignore: tuple[str, ...] = ()) -> st
     parts = [f"{k.replace('_', '')}{text(v)}" for k, v in args.items()
              if k not in ("results_dir", *ignore) and v != defaults.get(k)]
     return re.sub(r"[^A-Za-z0-9.,+=-]", "_", "-".join(parts)) or None
+
+
+def results_variant(args, parse_args: Callable[[list[str]], Any], ignore: tuple[str, ...] = ()) -> str | None:
+    """variant_name of a script's parsed args against its own defaults in the same mode: a --gpu run
+    is compared with the --gpu defaults and its name starts with 'gpu'."""
+    gpu = bool(getattr(args, "gpu", False))
+    name = variant_name(vars(args), vars(parse_args(["--gpu"] if gpu else [])), ignore)
+    return ("gpu-" + name if name else "gpu") if gpu else name
 
 
 def write_results(script: str, parameters: dict, results: dict, results_dir: str | Path | None = None,

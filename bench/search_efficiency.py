@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from common import (asha_expected_epochs, bench_root, epoch_clock, log, synth_dataset, table,
-                    usable_pretrained, use_bench_decode_cache, variant_name, write_results)
+                    usable_pretrained, use_bench_decode_cache, results_variant, write_results)
 from search.tuner import SearchOptions  # after common, which puts the repository on sys.path
 
 ARMS = ("tpe_asha", "random_asha", "random_fifo")
@@ -210,7 +210,7 @@ def calibrate_epoch_s(space: dict, dataset, images: np.ndarray, cpus_per_trial: 
 
     models = spaces.choices(space["model"])
     batches = spaces.choices(space["batch_size"])
-    width = space["width"][0] if isinstance(space.get("width"), list) else space.get("width", 1.0)
+    width = spaces.choices(space.get("width", 1.0))[0]
     times = []
     for model in models:
         cfg = TrainConfig(model=model, image_size=space["image_size"], width=width, batch_size=min(batches),
@@ -330,10 +330,9 @@ def main(argv=None) -> dict:
     print(f"wall {wall / 60:.1f} min" + (f" (estimated {est / 60:.1f} min)" if est else ""))
     params = {**vars(args), "space": space, "pretrained_models": list(pretrained), "estimated_s": est,
               "target_rule": "fixed" if args.target is not None else f"p{args.percentile:g} of random_fifo final F1 per seed"}
-    defaults = vars(parse_args(["--gpu"] if args.gpu else []))  # GPU or CPU defaults: other options, other file
-    variant = variant_name(vars(args), defaults, ignore=("no_estimate",))
+    variant = results_variant(args, parse_args, ignore=("no_estimate",))  # other options: a file of their own
     path = write_results("search_efficiency", params, {**analysis, "runs": runs}, args.results_dir, started,
-                         variant=("gpu-" + variant if variant else "gpu") if args.gpu else variant)
+                         variant=variant)
     print(f"wrote {path}")
     return analysis
 

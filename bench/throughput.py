@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from common import (CEILING_MODEL, load_decoded, log, ratio, read_ceiling, synth_dataset, table,
-                    variant_name, write_results)
+                    results_variant, write_results)
 
 MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as the Gym and the course used
 STD = (0.229, 0.224, 0.225)
@@ -254,9 +254,7 @@ def main(argv=None) -> dict:
         print(f"ceiling: {ceiling['source']} ({ceiling.get('gpu')}); cnn5 is compared with the course's 5-conv CNN")
     params = {k: v for k, v in vars(args).items()}
     params["models"] = models
-    # a run with other options than the CPU (or --gpu) defaults gets a file of its own
-    variant = variant_name(vars(args), vars(parse_args(["--gpu"] if args.gpu else [])), ignore=("ceiling_json",))
-    variant = ("gpu-" + variant if variant else "gpu") if args.gpu else variant
+    variant = results_variant(args, parse_args, ignore=("ceiling_json",))  # other options: a file of their own
     path = write_results("throughput", params, {"rows": rows, "ceiling": ceiling}, args.results_dir, started,
                          variant=variant)
     print(f"wrote {path}")

@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import time
 
-from common import bench_root, log, table, variant_name, write_results
+from common import bench_root, log, results_variant, table, write_results
 
 RAY_RELEASE = {"test": "tune_scalability_bookkeeping_overhead", "trials": 10_000, "cpus": 16, "trial_s": 1.0,
                "observed_s": 715.27, "minimum_s": 625.0,
@@ -172,7 +172,7 @@ def main(argv=None) -> dict:
                       f"{args.trial_seconds:g} s{' + 1 KB checkpoint' if args.checkpoint else ''}"))
     print(f"ray.init {init_s:.1f} s (not in wall); wall {wall:.1f} s; {done}/{args.trials} trials reported, "
           f"{errors} errors; first result after {results['first_result_s'] or 0:.1f} s")
-    variant = variant_name(vars(args), vars(parse_args([])))  # other options: a file of their own
+    variant = results_variant(args, parse_args)  # other options: a file of their own
     path = write_results("tune_overhead", vars(args), results, args.results_dir, started, variant=variant)
     print(f"wrote {path}")
     return results

@@ -10,7 +10,7 @@ and the CLI option names (`batch_size` -> `--batch-size`).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 

@@ -5,9 +5,10 @@ Three arms, each run with the same seeds on the same synthetic dataset, in one R
                TPESampler(seed, multivariate, group, scaled start-up) + ASHA, reduction 3, grace 1);
   random_asha  the same Tuner with optuna's RandomSampler(seed) in place of TPE;
   random_fifo  RandomSampler and no early stopping (Tune's FIFOScheduler): every trial runs all epochs.
-The random arms are built from the same parts as build_tuner (trainable, resources, define-by-run
-space, points_to_evaluate, TuneConfig, RunConfig, checkpoint config); only sampler and scheduler
-differ. Tracking is off (SearchOptions(track=False)); a driver-side callback timestamps every epoch.
+The random arms are build_tuner's own Tuner with only the sampler (and for random_fifo the
+scheduler) swapped: trainable, resources, define-by-run space, points_to_evaluate, concurrency
+limit, TuneConfig and RunConfig are the same. Tracking is off (SearchOptions(track=False)); a
+driver-side callback timestamps every epoch.
 
 Budget is counted in trial-epochs: every epoch any trial reports, in the order the driver receives
 them. Per seed and arm:
@@ -33,7 +34,6 @@ trials and ASHA one rung: it measured noise.
 from __future__ import annotations
 
 import argparse
-import functools
 import gc
 import math
 import shutil
@@ -66,50 +66,18 @@ def make_space(gpu: bool) -> dict:
 
 
 def build_arm(arm: str, opts, record: dict, data, callbacks: list, baseline_points: bool):
-    """tpe_asha: labeltune's build_tuner itself. The random arms: its Tuner with sampler / scheduler swapped."""
-    from search import space as spaces
-    from search.tuner import build_tuner, cluster_has_gpu, trial_dirname, trial_resources
-    from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
-    from trainable.trial import make_trainable
+    """tpe_asha: labeltune's build_tuner as it is. The random arms: the same Tuner with optuna's
+    RandomSampler(seed), without the baseline points if asked, and for random_fifo no early stopping."""
+    from search.tuner import build_tuner
 
     if arm == "tpe_asha":
         return build_tuner(opts, record, data, callbacks)
 
     from optuna.samplers import RandomSampler
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
+    from ray.tune.schedulers import FIFOScheduler
 
-    resources = functools.partial(trial_resources, gpus=opts.gpus_per_trial, cpus=opts.cpus_per_trial,
-                                  use_gpu=cluster_has_gpu())
-    trainable = tune.with_resources(make_trainable(data), resources)
-    pretrained = tuple(record["pretrained_models"])
-    points = spaces.points_to_evaluate(record["space"], pretrained) if baseline_points else []
-    searcher = OptunaSearch(
-        space=spaces.make_define_by_run(record["space"], record["constants"], pretrained),
-        metric=PRIMARY_METRIC, mode=PRIMARY_MODE, points_to_evaluate=points or None,
-        sampler=RandomSampler(seed=opts.seed),
-    )
-    if opts.concurrency:
-        searcher = ConcurrencyLimiter(searcher, max_concurrent=opts.concurrency)
-    if arm == "random_asha":
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=opts.epochs,
-                                  grace_period=min(opts.grace_period, opts.epochs), reduction_factor=3)
-    else:
-        scheduler = FIFOScheduler()
-    return tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            metric=PRIMARY_METRIC, mode=PRIMARY_MODE, search_alg=searcher, scheduler=scheduler,
-            num_samples=opts.trials, reuse_actors=True, trial_dirname_creator=trial_dirname),
-        run_config=tune.RunConfig(
-            name=record["name"], storage_path=record["storage"], callbacks=callbacks, verbose=0,
-            checkpoint_config=tune.CheckpointConfig(
-                checkpoint_score_attribute=PRIMARY_METRIC, checkpoint_score_order=PRIMARY_MODE),
-            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-        ),
-    )
+    return build_tuner(opts, record, data, callbacks, sampler=RandomSampler(seed=opts.seed),
+                       scheduler=FIFOScheduler() if arm == "random_fifo" else None, baseline_points=baseline_points)
 
 
 def run_arm(arm: str, seed: int, args, space: dict, data, dataset, storage: Path, pretrained: tuple) -> dict:

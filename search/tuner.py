@@ -246,8 +246,14 @@ def load_trial_data(data_dir: str, limit: int, skip_bad_images: bool):
     return dataset, TrialData(np.ascontiguousarray(images), np.ascontiguousarray(targets), dataset.labels, dataset.fingerprint)
 
 
-def build_tuner(opts: SearchOptions, record: dict, trial_data, callbacks: list, restore_path: Path | None = None):
-    """The Tuner: OptunaSearch (TPE) + ASHA + per-model resources + checkpoints scored by PRIMARY_METRIC."""
+def build_tuner(opts: SearchOptions, record: dict, trial_data, callbacks: list, restore_path: Path | None = None, *,
+                sampler=None, scheduler=None, baseline_points: bool = True):
+    """The Tuner: OptunaSearch (TPE) + ASHA + per-model resources + checkpoints scored by PRIMARY_METRIC.
+
+    `sampler` (an optuna sampler), `scheduler` (a Tune scheduler) and `baseline_points=False`
+    replace TPE, ASHA and the space's baseline points: bench/search_efficiency.py's random arms
+    are this Tuner with only those swapped.
+    """
     from optuna.samplers import TPESampler
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -266,10 +272,11 @@ def build_tuner(opts: SearchOptions, record: dict, trial_data, callbacks: list, 
         return tuner
 
     space = record["space"]
-    points = spaces.points_to_evaluate(space, tuple(record["pretrained_models"]))
-    # Optuna's default of 10 random start-up trials would make a 16-trial search mostly random.
-    startup = max(2, min(10, opts.trials // 4))
-    sampler = TPESampler(seed=opts.seed, n_startup_trials=startup, multivariate=True, group=True)
+    points = spaces.points_to_evaluate(space, tuple(record["pretrained_models"])) if baseline_points else []
+    if sampler is None:
+        # Optuna's default of 10 random start-up trials would make a 16-trial search mostly random.
+        startup = max(2, min(10, opts.trials // 4))
+        sampler = TPESampler(seed=opts.seed, n_startup_trials=startup, multivariate=True, group=True)
     searcher = OptunaSearch(
         space=spaces.make_define_by_run(space, record["constants"], tuple(record["pretrained_models"])),
         metric=PRIMARY_METRIC, mode=PRIMARY_MODE,  # a define-by-run space leaves Tune's param_space empty
@@ -280,8 +287,9 @@ def build_tuner(opts: SearchOptions, record: dict, trial_data, callbacks: list, 
     slots = trial_slots(spaces.choices(space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, use_gpu)
     concurrency = opts.concurrency or min(opts.trials, slots)
     searcher = ConcurrencyLimiter(searcher, max_concurrent=max(1, concurrency))
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=opts.epochs,
-                              grace_period=min(opts.grace_period, opts.epochs), reduction_factor=3)
+    if scheduler is None:
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=opts.epochs,
+                                  grace_period=min(opts.grace_period, opts.epochs), reduction_factor=3)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

@@ -79,8 +79,16 @@ def print_summary(result) -> None:
     click.echo(f"\nsearch {result.name}: {result.trials} trials ({result.errored} failed), stored in {result.path}")
     if not result.top:
         raise click.ClickException("no trial reported a result")
-    click.echo(f"\nbest trial: {PRIMARY_METRIC} {result.best_metrics[PRIMARY_METRIC]:.4f} "
-               f"at epoch {int(result.best_metrics['training_iteration'])}")
+    best = result.best_metrics[PRIMARY_METRIC]
+    click.echo(f"\nbest trial: {PRIMARY_METRIC} {best:.4f} at epoch {int(result.best_metrics['training_iteration'])}")
+    baseline = result.baselines.get(f"baseline/{PRIMARY_METRIC}")
+    if baseline is not None:
+        click.echo(f"baseline (no learning, {result.baseline_rule}): {PRIMARY_METRIC} {baseline:.4f}, "
+                   f"val/macro_f1 {result.baselines['baseline/val/macro_f1']:.4f}, "
+                   f"val/map {result.baselines['baseline/val/map']:.4f}; best trial {best - baseline:+.4f}")
+        if best <= baseline:
+            click.echo(f"warning: no trial beats the no-learning baseline on {PRIMARY_METRIC}; promote will not "
+                       f"move the alias (search longer, or add pretrained efficientnet_lite0 to the space)", err=True)
     for key in sorted(result.best_config):
         click.echo(f"    {key} = {result.best_config[key]}")
     shown = ["val/loss", "val/micro_f1", "val/macro_f1", "val/micro_precision", "val/micro_recall", "val/map"]
@@ -121,31 +129,48 @@ def searches(storage):
 @click.option("--storage", default=None, help="where searches live [default: $LABELTUNE_HOME/runs]")
 @click.option("--card", default=None, type=click.Path(dir_okay=False), help="also write the model card here")
 @click.option("--no-register", is_flag=True, help="tune thresholds and write the card, but register nothing")
-def promote(search_name, metric, alias, model_name, tracking_uri, storage, card, no_register):
-    """Promote a search's best checkpoint: per-label thresholds, test scores, registry alias, model card."""
+@click.option("--ensemble", default=1, show_default=True, type=click.IntRange(min=1),
+              help="average the best checkpoints of the top K trials into one model")
+@click.option("--allow-below-baseline", is_flag=True,
+              help="move the alias even when validation micro-F1 does not beat the no-learning baseline")
+def promote(search_name, metric, alias, model_name, tracking_uri, storage, card, no_register, ensemble,
+            allow_below_baseline):
+    """Promote a search's best checkpoint: thresholds, test scores against baselines, registry alias, model card."""
     from search.promote import PromotionError, promote as run_promotion
     from search.tuner import SearchError
+    from trainable.baselines import PREFIX
     from trainable.checkpoint import CheckpointError
     from trainable.data import DatasetError
     from trainable.metrics import PRIMARY_METRIC
 
     try:
         p = run_promotion(search_name, metric or PRIMARY_METRIC, alias, model_name, tracking_uri, storage,
-                          register=not no_register)
+                          register=not no_register, ensemble=ensemble, allow_below_baseline=allow_below_baseline)
     except (PromotionError, SearchError, CheckpointError, DatasetError) as exc:
         raise click.ClickException(str(exc))
-    click.echo(f"best trial {p.trial_id}, epoch {p.epoch}: {metric or PRIMARY_METRIC} {p.val_score:.4f}")
-    click.echo(f"test micro F1 {p.test_global['test/micro_f1']:.4f} (global threshold) -> "
+    what = f"ensemble of {len(p.members)} trials ({', '.join(m.trial_id for m in p.members)})" if len(p.members) > 1 \
+        else f"best trial {p.trial_id}, epoch {p.epoch}: {metric or PRIMARY_METRIC} {p.val_score:.4f}"
+    click.echo(what)
+    click.echo(f"baseline (no learning): {p.baseline_rule}: val micro F1 {p.baseline_val_micro_f1:.4f}, "
+               f"test micro F1 {p.baselines[PREFIX + 'test/micro_f1']:.4f}, "
+               f"test macro F1 {p.baselines[PREFIX + 'test/macro_f1']:.4f}")
+    click.echo(f"model: val micro F1 {p.val_micro_f1:.4f}; test micro F1 {p.test['trial']['test/micro_f1']:.4f} "
+               f"(trial threshold) -> {p.test_global['test/micro_f1']:.4f} (global {p.global_threshold:.2f}) -> "
                f"{p.test_per_label['test/micro_f1']:.4f} (per-label thresholds); "
                f"macro F1 {p.test_global['test/macro_f1']:.4f} -> {p.test_per_label['test/macro_f1']:.4f}")
     if p.version:
-        click.echo(f"registered models:/{p.model_name}@{p.alias} (version {p.version})")
+        click.echo(f"registered models:/{p.model_name}/{p.version}" +
+                   (f" as @{p.alias}" if p.alias_set else " (alias not moved)"))
     if card:
         import shutil
 
         Path(card).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(p.card, card)
     click.echo(f"checkpoint: {p.checkpoint}\nmodel card: {Path(card).resolve() if card else p.card}")
+    if p.below_baseline:
+        if not allow_below_baseline:
+            raise click.ClickException(p.baseline_line())
+        click.echo(f"warning: {p.baseline_line().split(';')[0]}; promoted anyway (--allow-below-baseline)", err=True)
 
 
 @main.command()

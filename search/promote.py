@@ -1,15 +1,23 @@
-"""Promote a search's best trial to a model people can use, in one command.
+"""Promote a search's best trial (or its top K as an ensemble) to a model people can use.
 
-    labeltune promote --search NAME
+    labeltune promote --search NAME [--ensemble K] [--allow-below-baseline]
 
 1. the best trial ranked over all its epochs (`scope="all"`: an ASHA-stopped trial is
-   not judged by its last epoch) and that trial's BEST checkpoint, not its last;
-2. one decision threshold per label tuned on the validation split;
-3. the held-out test split scored with the global and with the per-label thresholds;
-4. registered in the MLflow Model Registry as an `mlflow.pyfunc` model whose artifact is
+   not judged by its last epoch) and that trial's BEST checkpoint, not its last; with
+   `--ensemble K` the best checkpoints of the top K distinct trials, whose sigmoid
+   outputs are averaged;
+2. the images, split and data options the trials used, taken from the search record
+   (`--limit`, `--skip-bad-images`), so no validation image was a training image;
+3. thresholds chosen on the validation split (`trainable.metrics.choose_thresholds`: the
+   global one re-chosen, a threshold of its own for each label with enough positives);
+4. the no-learning baselines (`trainable.baselines`) on the same split: the alias moves
+   only to a model whose validation micro-F1 beats the best baseline's (the decision never
+   reads test); otherwise the version is registered without the alias and promote exits 1,
+   unless `--allow-below-baseline`;
+5. registered in the MLflow Model Registry as an `mlflow.pyfunc` model whose artifact is
    labeltune's own checkpoint file (labels and thresholds inside) and whose predict
    returns label probabilities; the alias (default `champion`) points at the new version;
-5. a model card (markdown) logged with the model and saved beside the search.
+6. a model card (markdown) logged with the model and saved beside the search.
 """
 
 from __future__ import annotations
@@ -17,9 +25,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -27,14 +36,36 @@ import numpy as np
 
 from trainable import checkpoint as ckpt_io
 from trainable import store
+from trainable.baselines import PREFIX as BASELINE_PREFIX
 from trainable.gym import CHECKPOINT_FILE
-from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
+from trainable.metrics import MIN_LABEL_POSITIVES, PRIMARY_METRIC, PRIMARY_MODE, keep_micro_f1  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
+
+ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+"""MLflow aliases: letters, digits, '_' and '-' ('latest' and 'v<N>' are reserved)"""
+MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$")
+"""registered model names that survive a `models:/NAME@ALIAS` URI"""
+POLICIES = ("trial", "global", "per-label")
+"""threshold policies the card compares: the trial's own, the global one re-chosen on val, per label"""
 
 
 class PromotionError(RuntimeError):
     """The search cannot be promoted (not found, no checkpoint, registry unreachable...)."""
+
+
+@dataclass
+class Member:
+    """One promoted trial: its best checkpoint and its own scores."""
+
+    trial_id: str
+    checkpoint: Path
+    epoch: int
+    val_score: float
+    """its best PRIMARY_METRIC over all epochs, as the search ranked it"""
+    config: dict
+    scores: dict = field(default_factory=dict)
+    """val/test micro and macro F1 at its own threshold (recomputed here)"""
 
 
 @dataclass
@@ -48,8 +79,25 @@ class Promotion:
     val_score: float
     thresholds: dict[str, float]
     test_global: dict
+    """test metrics at the global threshold re-chosen on val"""
     test_per_label: dict
+    """test metrics at the promoted (per-label) thresholds"""
     card: Path
+    global_threshold: float = 0.5
+    val: dict = field(default_factory=dict)
+    """policy (POLICIES) -> val metrics"""
+    test: dict = field(default_factory=dict)
+    """policy (POLICIES) -> test metrics"""
+    baselines: dict = field(default_factory=dict)
+    """baseline/val/... and baseline/test/... (trainable.baselines)"""
+    baseline_rule: str = ""
+    members: list[Member] = field(default_factory=list)
+    n_images: int = 0
+    below_baseline: bool = False
+    """validation micro-F1 does not beat the best baseline's: the alias was not moved (unless allowed)"""
+    allowed_below_baseline: bool = False
+    alias_set: bool = False
+    """the alias now points at the registered version"""
     model_name: str = ""
     version: str = ""
     alias: str = ""
@@ -57,101 +105,159 @@ class Promotion:
     parent_run_id: str = ""
     trial_run_id: str = ""
 
+    @property
+    def val_micro_f1(self) -> float:
+        return float(self.val["per-label"]["val/micro_f1"])
 
-def best_checkpoint(search_path: Path, metric: str = PRIMARY_METRIC, mode: str = PRIMARY_MODE):
-    """(trial result, best checkpoint folder, its metrics) of the best trial over all epochs."""
+    @property
+    def baseline_val_micro_f1(self) -> float:
+        return float(self.baselines[f"{BASELINE_PREFIX}val/micro_f1"])
+
+    def baseline_line(self) -> str:
+        """Why the alias did not move: both numbers and what to try."""
+        return (f"validation micro-F1 {self.val_micro_f1:.4f} does not beat the no-learning baseline's "
+                f"{self.baseline_val_micro_f1:.4f} ({self.baseline_rule}); version {self.version or '-'} is "
+                f"registered without @{self.alias or 'champion'}: search longer, add pretrained efficientnet_lite0 "
+                f"to the space, or pass --allow-below-baseline")
+
+
+def check_names(alias: str, model_name: str) -> None:
+    """Refuse an alias or model name the registry would reject, before anything is written."""
+    if not ALIAS_PATTERN.match(alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
+        raise PromotionError(f"--alias {alias!r}: use letters, digits, '_' and '-' (not 'latest' or 'v<N>')")
+    if not MODEL_NAME_PATTERN.match(model_name):
+        raise PromotionError(f"--model-name {model_name!r}: use letters, digits, '_', '.' and '-', "
+                             f"starting with a letter or digit")
+
+
+def ranked_checkpoints(search_path: Path, metric: str = PRIMARY_METRIC, mode: str = PRIMARY_MODE,
+                       k: int = 1) -> list[tuple]:
+    """The top k distinct trials by their best epoch: (trial result, best checkpoint folder, its metrics)."""
     from ray.tune import ExperimentAnalysis, ResultGrid
 
     try:
         grid = ResultGrid(ExperimentAnalysis(str(search_path), default_metric=metric, default_mode=mode))
-        best = grid.get_best_result(metric, mode, scope="all")
+        grid.get_best_result(metric, mode, scope="all")  # raises for an empty or unreadable experiment
     except Exception as exc:  # Ray raises several types for an empty or unreadable experiment
         raise PromotionError(f"{search_path}: no finished trial to promote ({str(exc).splitlines()[0]})") from exc
-    checkpoint = best.get_best_checkpoint(metric, mode)
-    if checkpoint is None:
-        raise PromotionError(f"{search_path}: the best trial {best.path} kept no checkpoint")
-    metrics = next(m for c, m in best.best_checkpoints if c.path == checkpoint.path)
-    return best, Path(checkpoint.path), metrics
+    sign = 1.0 if mode == "max" else -1.0
+    ranked = []
+    for result in grid:
+        checkpoint = result.get_best_checkpoint(metric, mode) if result.best_checkpoints else None
+        if checkpoint is None:
+            continue
+        metrics = next(m for c, m in result.best_checkpoints if c.path == checkpoint.path)
+        value = metrics.get(metric)
+        if value is None or value != value:  # NaN never ranks
+            continue
+        ranked.append((sign * float(value), result, Path(checkpoint.path), metrics))
+    ranked.sort(key=lambda row: row[0], reverse=True)
+    if not ranked:
+        raise PromotionError(f"{search_path}: no trial kept a checkpoint with {metric}")
+    return [row[1:] for row in ranked[:k]]
+
+
+def best_checkpoint(search_path: Path, metric: str = PRIMARY_METRIC, mode: str = PRIMARY_MODE):
+    """(trial result, best checkpoint folder, its metrics) of the best trial over all epochs."""
+    return ranked_checkpoints(search_path, metric, mode, k=1)[0]
 
 
 def promote(search: str, metric: str = PRIMARY_METRIC, alias: str = "champion", model_name: str = "labeltune",
             tracking_uri: str | None = None, storage: str | None = None, card_path: str | None = None,
-            register: bool = True) -> Promotion:
-    from search.tuner import read_record, search_dir
+            register: bool = True, ensemble: int = 1, allow_below_baseline: bool = False) -> Promotion:
+    from search.tuner import load_trial_data, read_record, search_dir
+    from trainable.baselines import for_splits
     from trainable.config import TrainConfig
-    from trainable.data import decode, load
     from trainable.gym import Gym
-    from trainable.metrics import tune_thresholds
+    from trainable.metrics import MetricsCollector, choose_thresholds
 
+    check_names(alias, model_name)
+    if ensemble < 1:
+        raise PromotionError(f"--ensemble {ensemble}: give a number of trials >= 1")
     path = search_dir(search, storage)
     record = read_record(path)
-    result, ckpt_dir, ckpt_metrics = best_checkpoint(path, metric)
-    ckpt = ckpt_io.load(ckpt_dir / CHECKPOINT_FILE)
+    ranked = ranked_checkpoints(path, metric, k=ensemble)
+    if len(ranked) < ensemble:
+        raise PromotionError(f"--ensemble {ensemble}: search {search} has only {len(ranked)} trials with a checkpoint")
 
-    # Thresholds on val, scores on test, with the search's own split (split_seed in the config).
-    dataset = load(record["data"])
+    # The very images the trials saw (the record's --limit and --skip-bad-images), split by the same seed.
+    options = record.get("options", {})
+    dataset, data = load_trial_data(record["data"], options.get("limit", 0), options.get("skip_bad_images", False))
     if dataset.fingerprint != record["data_fingerprint"]:
         raise PromotionError(f"the data in {record['data']} changed since search {search} ran; "
                              f"its validation and test splits would not be the ones it was scored on")
-    cfg = TrainConfig.from_dict({**ckpt["config"], "pretrained": False, "device": "auto"})
-    images = decode(dataset, cfg.color)
-    gym = Gym(cfg, images, dataset.targets, dataset.labels, data_fingerprint=dataset.fingerprint, checkpoint=ckpt)
-    val = gym.evaluate("val")
-    collector = gym.last_collector
-    thresholds = tune_thresholds(collector.probs, collector.targets, default=cfg.threshold)
-    thresholds = keep_micro_f1(collector.probs, collector.targets, thresholds, cfg.threshold)
-    val_tuned = gym.evaluate("val", threshold=thresholds)
-    test_global = gym.evaluate("test")
-    test_tuned = gym.evaluate("test", threshold=thresholds)
+
+    members, checkpoints, outputs, gym = [], [], [], None
+    for result, ckpt_dir, ckpt_metrics in ranked:
+        ckpt = ckpt_io.load(ckpt_dir / CHECKPOINT_FILE)
+        cfg = TrainConfig.from_dict({**ckpt["config"], "pretrained": False, "device": "auto"})
+        gym = Gym(cfg, data.images, data.targets, data.labels, data_fingerprint=data.fingerprint, checkpoint=ckpt)
+        val_probs, val_targets, _ = gym.outputs("val")
+        test_probs, test_targets, _ = gym.outputs("test")
+        member = Member(str(result.metrics.get("trial_id", Path(result.path).name)), ckpt_dir / CHECKPOINT_FILE,
+                        int(ckpt["epoch"]), float(ckpt_metrics[metric]), dict(result.config))
+        for split, probs, targets in (("val", val_probs, val_targets), ("test", test_probs, test_targets)):
+            collector = MetricsCollector(data.labels, threshold=cfg.threshold, prefix=split)
+            collector.update(probs, targets)
+            figures = collector.compute()
+            member.scores.update({k: figures[k] for k in (f"{split}/micro_f1", f"{split}/macro_f1")})
+        members.append(member)
+        checkpoints.append(ckpt)
+        outputs.append((val_probs, test_probs))
+    splits = gym.splits  # every trial of a search shares split_seed and split_fractions
+    targets = np.asarray(data.targets)
+    val_targets, test_targets = targets[splits["val"]], targets[splits["test"]]
+    val_probs = np.mean([o[0] for o in outputs], axis=0)
+    test_probs = np.mean([o[1] for o in outputs], axis=0)
+
+    trial_threshold = float(checkpoints[0]["config"].get("threshold", 0.5))
+    global_t, per_label = choose_thresholds(val_probs, val_targets, default=trial_threshold)
+    policy_thresholds = {"trial": trial_threshold, "global": global_t, "per-label": per_label}
+    scored = {}
+    for split, probs, split_targets in (("val", val_probs, val_targets), ("test", test_probs, test_targets)):
+        for policy, thresholds in policy_thresholds.items():
+            collector = MetricsCollector(data.labels, threshold=thresholds, prefix=split)
+            collector.update(probs, split_targets)
+            scored.setdefault(split, {})[policy] = collector.compute()
+    base, baseline_figures = for_splits(targets, splits, data.labels)
 
     out_dir = path / "promoted"
     out_dir.mkdir(parents=True, exist_ok=True)
-    promoted = ckpt_io.save(
-        out_dir / CHECKPOINT_FILE, model_state=ckpt["model_state"], optimizer_state={}, epoch=ckpt["epoch"],
-        config=ckpt["config"], labels=ckpt["labels"], thresholds=[float(t) for t in thresholds],
-        metrics={**ckpt["metrics"], **{k: v for k, v in test_tuned.items()}},
-        data_fingerprint=ckpt["data_fingerprint"],
-    )
+    promoted_metrics = {**scored["test"]["per-label"], **scored["val"]["per-label"], **baseline_figures}
+    thresholds_list = [float(t) for t in per_label]
+    if ensemble == 1:
+        ckpt = checkpoints[0]
+        promoted = ckpt_io.save(
+            out_dir / CHECKPOINT_FILE, model_state=ckpt["model_state"], optimizer_state={}, epoch=ckpt["epoch"],
+            config=ckpt["config"], labels=ckpt["labels"], thresholds=thresholds_list,
+            metrics={**ckpt["metrics"], **promoted_metrics}, data_fingerprint=ckpt["data_fingerprint"],
+        )
+    else:
+        promoted = ckpt_io.save_ensemble(out_dir / f"ensemble-{ensemble}" / CHECKPOINT_FILE, checkpoints, thresholds=thresholds_list,
+                                         metrics=promoted_metrics, data_fingerprint=dataset.fingerprint)
+    best = members[0]
     promotion = Promotion(
-        search=search, trial_id=str(result.metrics.get("trial_id", Path(result.path).name)), checkpoint=promoted, source_checkpoint=ckpt_dir / CHECKPOINT_FILE,
-        epoch=int(ckpt["epoch"]), val_score=float(ckpt_metrics[metric]),
-        thresholds=dict(zip(dataset.labels, map(float, thresholds))),
-        test_global=test_global, test_per_label=test_tuned, card=Path(card_path or out_dir / "model_card.md").resolve(),
+        search=search, trial_id=best.trial_id, checkpoint=promoted, source_checkpoint=best.checkpoint,
+        epoch=best.epoch, val_score=best.val_score, thresholds=dict(zip(data.labels, thresholds_list)),
+        test_global=scored["test"]["global"], test_per_label=scored["test"]["per-label"],
+        card=Path(card_path or out_dir / "model_card.md").resolve(), global_threshold=global_t,
+        val=scored["val"], test=scored["test"], baselines=baseline_figures, baseline_rule=base.describe(),
+        members=members, n_images=len(targets), allowed_below_baseline=allow_below_baseline,
     )
-    lineage = {"val_global": val, "val_per_label": val_tuned}
-    card = functools.partial(write_card, promotion, record, dataset, result, lineage)
+    promotion.below_baseline = promotion.val_micro_f1 <= promotion.baseline_val_micro_f1
+    card = functools.partial(write_card, promotion, record, dataset, data.targets, ranked[0][0])
     if register:
-        register_model(promotion, record, model_name, alias, tracking_uri, card)
+        register_model(promotion, record, model_name, alias, tracking_uri, card,
+                       move_alias=allow_below_baseline or not promotion.below_baseline)
     else:
         card()
     return promotion
 
 
-def keep_micro_f1(probs: np.ndarray, targets: np.ndarray, tuned: np.ndarray, default: float) -> np.ndarray:
-    """Fall back to the global threshold, label by label, while the tuned ones lower validation micro F1.
-
-    Maximising each label's F1 can still lower micro F1 (a rare label that trades a few false
-    negatives for many false positives); reverting the most harmful label first keeps every
-    label's F1 at least the global one's and micro F1 at least the global one's.
-    """
-    from sklearn.metrics import f1_score
-
-    def micro(thresholds: np.ndarray) -> float:
-        return f1_score(targets, probs >= thresholds, average="micro", zero_division=0)
-
-    thresholds = np.asarray(tuned, dtype=np.float64).copy()
-    floor = micro(np.full_like(thresholds, default))
-    while micro(thresholds) < floor:
-        changed = [i for i in range(len(thresholds)) if thresholds[i] != default]
-        reverted = {i: np.where(np.arange(len(thresholds)) == i, default, thresholds) for i in changed}
-        worst = max(changed, key=lambda i: micro(reverted[i]))
-        thresholds = reverted[worst]
-    return thresholds
-
-
 def register_model(promotion: Promotion, record: dict, model_name: str, alias: str, tracking_uri: str | None,
-                   write_card: Callable[[], None]) -> None:
-    """Log the pyfunc model (checkpoint + model card) in a promotion run under the search's parent, set the alias."""
+                   write_card: Callable[[], None], move_alias: bool = True) -> None:
+    """Log the pyfunc model (checkpoint + model card) in a promotion run under the search's parent; set the alias
+    when `move_alias` (a model below its baseline is registered, but the alias stays where it was)."""
     import mlflow
 
     from search.pyfunc import LabeltuneModel
@@ -170,15 +276,23 @@ def register_model(promotion: Promotion, record: dict, model_name: str, alias: s
         tags["labeltune.trial_run_id"] = trial_run.info.run_id
     promotion.parent_run_id = parent.info.run_id if parent is not None else ""
     promotion.trial_run_id = trial_run.info.run_id if trial_run is not None else ""
+    if parent is None:
+        log.warning("search %s has no runs in the MLflow store %s: the card's lineage stays empty "
+                    "(was the search run with --no-track, or against another store?)", promotion.search, uri)
+    if len(promotion.members) > 1:
+        tags["labeltune.ensemble"] = ",".join(m.trial_id for m in promotion.members)
     # The card travels inside the registered model, so it names the version it is about to get.
     versions = client.search_model_versions(f"name = '{model_name}'") if client.search_registered_models(
         f"name = '{model_name}'") else []
-    promotion.model_name, promotion.alias = model_name, alias
+    promotion.model_name, promotion.alias, promotion.alias_set = model_name, alias, move_alias
     promotion.version = str(max((int(v.version) for v in versions), default=0) + 1)
     warnings.filterwarnings("ignore", module="mlflow")  # type-hint and cloudpickle advice for pyfunc authors
     with store.mlflow_uris(uri), mlflow.start_run(experiment_id=experiment_id, run_name=f"promote-{promotion.search}", tags=tags) as run:
         mlflow.log_metrics({k: float(v) for k, v in promotion.test_per_label.items() if _is_number(v)})
         mlflow.log_metrics({f"global_threshold/{k}": float(v) for k, v in promotion.test_global.items() if _is_number(v)})
+        mlflow.log_metrics({k: float(v) for k, v in promotion.val["per-label"].items()
+                            if _is_number(v) and k.count("/") == 1})
+        mlflow.log_metrics({k: float(v) for k, v in promotion.baselines.items()})
         mlflow.log_dict(promotion.thresholds, "thresholds.json")
         promotion.run_id = run.info.run_id
         write_card()
@@ -192,30 +306,54 @@ def register_model(promotion: Promotion, record: dict, model_name: str, alias: s
     if version != promotion.version:  # another promotion registered in between: fix the copy on disk
         promotion.version = version
         write_card()
-    client.set_registered_model_alias(model_name, alias, version)
     client.set_model_version_tag(model_name, version, "labeltune.search", promotion.search)
+    client.set_model_version_tag(model_name, version, "labeltune.beats_baseline", str(not promotion.below_baseline).lower())
+    if move_alias:
+        client.set_registered_model_alias(model_name, alias, version)
 
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def write_card(promotion: Promotion, record: dict, dataset, result, lineage: dict) -> None:
-    """The model card: data, space, budget, best config, per-label test figures, lineage."""
+def write_card(promotion: Promotion, record: dict, dataset, targets: np.ndarray, result) -> None:
+    """The model card: the verdict against the baselines first, then data, search, config, thresholds, lineage."""
     from search.catalog import trial_results
 
-    counts = dataset.targets.sum(axis=0)
+    counts = np.asarray(targets).sum(axis=0)
     results = trial_results(Path(record["storage"]) / record["name"])
     trial_epochs = sum(len(rows) for rows in results.values())
     cfg = result.config
     test_g, test_t = promotion.test_global, promotion.test_per_label
+    base = promotion.baselines
+    alias = f"@{promotion.alias}" if promotion.alias_set else "no alias"
+    kind = f"ensemble of {len(promotion.members)} trials" if len(promotion.members) > 1 else f"trial `{promotion.trial_id}`"
+    verdict = (f"**Test micro-F1 {test_t['test/micro_f1']:.4f}** against {base[BASELINE_PREFIX + 'test/micro_f1']:.4f} "
+               f"for the best no-learning baseline ({promotion.baseline_rule}); validation "
+               f"{promotion.val_micro_f1:.4f} against {promotion.baseline_val_micro_f1:.4f}.")
     lines = [
-        f"# Model card: {promotion.model_name or 'labeltune'} v{promotion.version or '-'} (@{promotion.alias or '-'})",
-        "", f"Promoted {time.strftime('%Y-%m-%d %H:%M')} from search `{promotion.search}`, trial `{promotion.trial_id}`, "
-        f"epoch {promotion.epoch} (best {PRIMARY_METRIC} {promotion.val_score:.4f} over all its epochs).",
+        f"# Model card: {promotion.model_name or 'labeltune'} v{promotion.version or '-'} ({alias})", "", verdict, "",
+    ]
+    if promotion.below_baseline:
+        lines += [("**Warning: this model does not beat the no-learning baseline on the validation split.** "
+                   + ("It was promoted with --allow-below-baseline." if promotion.allowed_below_baseline
+                      else "The alias was not moved to it.")), ""]
+    lines += [
+        "| figure | model (per-label thresholds) | baseline | baseline rule |", "|---|---|---|---|",
+        *[f"| {split} {name} | {scores[f'{split}/{name}']:.4f} | {base[f'{BASELINE_PREFIX}{split}/{name}']:.4f} | "
+          f"{rule} |"
+          for split, scores in (("val", promotion.val["per-label"]), ("test", test_t))
+          for name, rule in (("micro_f1", f"top {int(base[BASELINE_PREFIX + 'k/micro_f1'])} labels"),
+                             ("macro_f1", f"top {int(base[BASELINE_PREFIX + 'k/macro_f1'])} labels"),
+                             ("exact_match", f"top {int(base[BASELINE_PREFIX + 'k/exact_match'])} labels"),
+                             ("map", "label prior"))],
+        "",
+        f"Promoted {time.strftime('%Y-%m-%d %H:%M')} from search `{promotion.search}`, {kind}; best trial "
+        f"`{promotion.trial_id}` at epoch {promotion.epoch} (best {PRIMARY_METRIC} {promotion.val_score:.4f} over all "
+        f"its epochs).",
         "", "## Data", "",
         f"- folder: `{record['data']}`", f"- fingerprint: `{record['data_fingerprint']}`",
-        f"- images: {len(dataset.targets)}, unlabelled: {int((dataset.targets.sum(axis=1) == 0).sum())}",
+        f"- images: {len(targets)}, unlabelled: {int((np.asarray(targets).sum(axis=1) == 0).sum())}",
         f"- split_seed: {record['split_seed']} (train/val/test {cfg.get('split_fractions', [0.8, 0.1, 0.1])})",
         "", "| label | images |", "|---|---|", *[f"| {l} | {int(c)} |" for l, c in zip(dataset.labels, counts)],
         "", "## Search", "",
@@ -223,14 +361,30 @@ def write_card(promotion: Promotion, record: dict, dataset, result, lineage: dic
         f"- space definition: `{json.dumps(record['space'], sort_keys=True)}`",
         f"- budget used: {len(results)} trials, {trial_epochs} trial-epochs, wall time "
         f"{record.get('wall_s', 0):.0f} s (budget {record['options']['trials']} trials x {record['options']['epochs']} epochs)",
+    ]
+    if len(promotion.members) > 1:
+        lines += ["", "## Ensemble members (mean of their sigmoid outputs)", "",
+                  "| trial | model | epoch | val micro F1 | test micro F1 | val macro F1 | test macro F1 |",
+                  "|---|---|---|---|---|---|---|",
+                  *[f"| {m.trial_id} | {m.config.get('model', '-')} | {m.epoch} | {m.scores['val/micro_f1']:.4f} | "
+                    f"{m.scores['test/micro_f1']:.4f} | {m.scores['val/macro_f1']:.4f} | {m.scores['test/macro_f1']:.4f} |"
+                    for m in promotion.members]]
+    lines += [
         "", "## Best config", "", "| parameter | value |", "|---|---|",
         *[f"| {k} | {v} |" for k, v in sorted(cfg.items())],
-        "", "## Test split", "",
-        "| thresholds | micro F1 | macro F1 | micro P | micro R | exact match | mAP |", "|---|---|---|---|---|---|---|",
-        *[f"| {name} | {m['test/micro_f1']:.4f} | {m['test/macro_f1']:.4f} | {m['test/micro_precision']:.4f} | "
-          f"{m['test/micro_recall']:.4f} | {m['test/exact_match']:.4f} | {m['test/map']:.4f} |"
-          for name, m in (("global", test_g), ("per-label", test_t))],
-        "", "| label | threshold | precision | recall | F1 (per-label) | F1 (global) |", "|---|---|---|---|---|---|",
+        "", "## Threshold policies", "",
+        "Chosen on the validation split, scored on both; the model carries the per-label ones. A label gets a "
+        f"threshold of its own only with at least {MIN_LABEL_POSITIVES} validation positives.", "",
+        "| thresholds | val micro F1 | test micro F1 | test macro F1 | test micro P | test micro R | test exact match | test mAP |",
+        "|---|---|---|---|---|---|---|---|",
+        *[f"| {name} | {promotion.val[policy]['val/micro_f1']:.4f} | {m['test/micro_f1']:.4f} | {m['test/macro_f1']:.4f} | "
+          f"{m['test/micro_precision']:.4f} | {m['test/micro_recall']:.4f} | {m['test/exact_match']:.4f} | {m['test/map']:.4f} |"
+          for policy, name in (("trial", f"trial's own ({_trial_threshold(promotion):.2f})"),
+                               ("global", f"global, re-chosen on val ({promotion.global_threshold:.2f})"),
+                               ("per-label", "per-label"))
+          for m in (promotion.test[policy],)],
+        "", "## Test split, per label", "",
+        "| label | threshold | precision | recall | F1 (per-label) | F1 (global) |", "|---|---|---|---|---|---|",
     ]
     for label in dataset.labels:
         tp, fp, fn = (test_t[f"test/{c}/{label}"] for c in ("tp", "fp", "fn"))
@@ -239,20 +393,26 @@ def write_card(promotion: Promotion, record: dict, dataset, result, lineage: dic
         lines.append(f"| {label} | {promotion.thresholds[label]:.2f} | {precision:.3f} | {recall:.3f} | "
                      f"{test_t[f'test/f1/{label}']:.3f} | {test_g[f'test/f1/{label}']:.3f} |")
     lines += [
-        "", f"Validation micro F1: {lineage['val_global']['val/micro_f1']:.4f} with the global threshold, "
-        f"{lineage['val_per_label']['val/micro_f1']:.4f} with the per-label thresholds.",
+        "", f"Validation micro F1: {promotion.val['global']['val/micro_f1']:.4f} with the global threshold, "
+        f"{promotion.val['per-label']['val/micro_f1']:.4f} with the per-label thresholds.",
         "", "## Lineage", "",
         f"- search run: `{promotion.parent_run_id or '-'}`",
         f"- trial run: `{promotion.trial_run_id or '-'}`",
         f"- promotion run: `{promotion.run_id or '-'}`",
         f"- source checkpoint: `{promotion.source_checkpoint}`",
+        *[f"- member checkpoint: `{m.checkpoint}`" for m in promotion.members[1:]],
         f"- promoted checkpoint: `{promotion.checkpoint}`",
-        f"- registered: `models:/{promotion.model_name}@{promotion.alias}` (version {promotion.version})"
+        (f"- registered: `models:/{promotion.model_name}@{promotion.alias}` (version {promotion.version})"
+         if promotion.alias_set else f"- registered: `models:/{promotion.model_name}/{promotion.version}` (no alias)")
         if promotion.version else "- registered: no",
         "",
     ]
     promotion.card.parent.mkdir(parents=True, exist_ok=True)
     promotion.card.write_text("\n".join(lines))
+
+
+def _trial_threshold(promotion: Promotion) -> float:
+    return float(promotion.members[0].config.get("threshold", 0.5)) if promotion.members else 0.5
 
 
 def resolve_registered(ref: str, tracking_uri: str | None = None) -> Path:

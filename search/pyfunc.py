@@ -1,7 +1,8 @@
 """The registered model: an `mlflow.pyfunc` wrapper around labeltune's own checkpoint file.
 
-The model's only artifact is `checkpoint.pt` (labels and per-label thresholds inside),
-loaded with labeltune's loader (`torch.load(..., weights_only=True)`). `predict` takes
+The model's only artifact is `checkpoint.pt` (labels and per-label thresholds inside), a
+single model's or an ensemble's, loaded with labeltune's loader (`torch.load(...,
+weights_only=True)`) and `trainable.ensemble.load_predictor`. `predict` takes
 either a DataFrame with a `path` column of image files or a uint8 array
 N x C x 128 x 128 and returns a DataFrame of label probabilities, so
 `mlflow models serve` works as well as `labeltune pred --registered`.
@@ -15,9 +16,9 @@ import mlflow.pyfunc
 class LabeltuneModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from trainable import checkpoint as ckpt_io
-        from trainable.gym import Predictor
+        from trainable.ensemble import load_predictor
 
-        self.predictor = Predictor(ckpt_io.load(context.artifacts["checkpoint"]), device="auto")
+        self.predictor = load_predictor(ckpt_io.load(context.artifacts["checkpoint"]), device="auto")
 
     def predict(self, context, model_input, params=None):
         import numpy as np

@@ -8,7 +8,8 @@ A space is a plain dict, parameter name -> one of
 Parameter names are TrainConfig fields, except the learning rate: each optimizer has
 its own (`lr_adamw`, `lr_sgd`, ...) so TPE does not pool scales that differ by 1000x;
 `to_train_config` maps the chosen one to `lr` at the edge. `lr_<opt>` is only
-suggested when `<opt>` is the chosen optimizer, and `width` only for the small CNNs.
+suggested when `<opt>` is the chosen optimizer, `width` only for the small CNNs and
+the `asl_*` knobs only when the loss is `asl`.
 
 A user file (YAML or JSON) names a preset to start from (`preset: quick`, default
 `default`) and fixes or narrows any parameter:
@@ -42,12 +43,19 @@ OPTIMIZER_LR = {
     "adadelta": {"low": 0.05, "high": 1.0, "log": True},
 }
 SMALL_CNNS = ("dummy", "cnn3bn", "cnn4", "cnn5")
+ASL_KNOBS = {
+    "asl_gamma_neg": {"low": 1.0, "high": 6.0},
+    "asl_gamma_pos": {"low": 0.0, "high": 2.0},
+    "asl_clip": {"low": 0.0, "high": 0.2},
+}
+"""the asymmetric loss's parameters, around the paper's defaults (gamma_neg 4, gamma_pos 0, clip 0.05)"""
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The full space for GPU clusters.
     "default": {
         "model": ["cnn3bn", "cnn4", "cnn5", "resnet18", "resnet50", "efficientnet_lite0"],
-        "loss": ["bce", "multilabel_soft_margin", "mse", "l1"],
+        "loss": ["bce", "multilabel_soft_margin", "mse", "l1", "asl"],
+        **ASL_KNOBS,
         "optimizer": list(OPTIMIZER_LR),
         **{f"lr_{name}": rng for name, rng in OPTIMIZER_LR.items()},
         "weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
@@ -62,7 +70,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Small models, narrow widths, 64x64 images: a search that runs on a laptop CPU.
     "quick": {
         "model": ["cnn3bn", "cnn4", "cnn5"],
-        "loss": ["bce", "multilabel_soft_margin"],
+        "loss": ["bce", "multilabel_soft_margin", "asl"],
+        **ASL_KNOBS,
         "optimizer": ["adamw", "adam", "sgd"],
         **{f"lr_{name}": OPTIMIZER_LR[name] for name in ("adamw", "adam", "sgd")},
         "weight_decay": {"low": 1e-6, "high": 1e-3, "log": True},
@@ -167,6 +176,7 @@ def define_by_run(trial, space: dict[str, Any], constants: dict[str, Any], pretr
     chosen = {
         "model": _suggest(trial, "model", space.get("model", "cnn5")),
         "optimizer": _suggest(trial, "optimizer", space.get("optimizer", "adamw")),
+        "loss": _suggest(trial, "loss", space.get("loss", "bce")),
     }
     for name, value in space.items():
         if name in chosen:
@@ -175,6 +185,8 @@ def define_by_run(trial, space: dict[str, Any], constants: dict[str, Any], pretr
             continue  # another optimizer's learning rate
         if name == "width" and chosen["model"] not in SMALL_CNNS:
             continue  # the backbones have no width knob
+        if name.startswith("asl_") and chosen["loss"] != "asl":
+            continue  # only the asymmetric loss has these knobs
         chosen[name] = _suggest(trial, name, value)
     chosen["pretrained"] = chosen["model"] in pretrained_models
     return {**constants, **chosen}

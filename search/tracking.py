@@ -80,8 +80,11 @@ class MLflowTracker(Callback):
     """Tune callback that is the only MLflow writer of a search (see the module docstring)."""
 
     def __init__(self, tracking_uri: str, search_name: str, parent_tags: dict[str, str] | None = None,
-                 experiment: str = "labeltune", max_epochs: int | None = None) -> None:
+                 experiment: str = "labeltune", max_epochs: int | None = None,
+                 parent_metrics: dict[str, float] | None = None) -> None:
         self.tracking_uri = tracking_uri
+        self.parent_metrics = {str(k): float(v) for k, v in (parent_metrics or {}).items()}
+        """logged on the parent run when it is created (the search's baselines)"""
         self.search_name = search_name
         self.parent_tags = {str(k): str(v) for k, v in (parent_tags or {}).items()}
         self.experiment = experiment
@@ -239,6 +242,9 @@ class MLflowTracker(Callback):
             if total_num_samples is not None:
                 tags.setdefault("labeltune.num_samples", str(total_num_samples))
             parent = self.client.create_run(self._experiment_id, tags=tags, run_name=self.search_name)
+            now = int(time.time() * 1000)
+            self.client.log_batch(parent.info.run_id,
+                                  metrics=[Metric(k, v, now, 0) for k, v in getattr(self, "parent_metrics", {}).items()])
             log.info("MLflow: search %s -> parent run %s (%s)", self.search_name, parent.info.run_id, self.tracking_uri)
             self.parent_run_id = parent.info.run_id
         return self.parent_run_id

@@ -99,6 +99,9 @@ class SearchResult:
     errored: int = 0
     parent_run_id: str | None = None
     tracking_uri: str | None = None
+    baselines: dict = field(default_factory=dict)
+    """baseline/val/... and baseline/test/... of the search's split (trainable.baselines)"""
+    baseline_rule: str = ""
 
 
 # ---- resources -----------------------------------------------------------------
@@ -246,6 +249,21 @@ def load_trial_data(data_dir: str, limit: int, skip_bad_images: bool):
     return dataset, TrialData(np.ascontiguousarray(images), np.ascontiguousarray(targets), dataset.labels, dataset.fingerprint)
 
 
+def search_baselines(data, split_seed: int) -> tuple[str, dict]:
+    """(what the micro-F1 baseline predicts, baseline figures of val and test) on the split every trial uses."""
+    from trainable.baselines import BaselineError, for_splits
+    from trainable.config import TrainConfig
+    from trainable.data import split
+
+    splits = dict(zip(("train", "val", "test"), split(len(data.targets), TrainConfig().split_fractions, split_seed)))
+    try:
+        base, figures = for_splits(data.targets, splits, data.labels)
+    except BaselineError as exc:
+        sizes = ", ".join(f"{name} {len(idx)}" for name, idx in splits.items())
+        raise SearchError(f"{len(data.targets)} images split into {sizes}: {exc}") from exc
+    return base.describe(), figures
+
+
 def build_tuner(opts: SearchOptions, record: dict, trial_data, callbacks: list, restore_path: Path | None = None, *,
                 sampler=None, scheduler=None, baseline_points: bool = True):
     """The Tuner: OptunaSearch (TPE) + ASHA + per-model resources + checkpoints scored by PRIMARY_METRIC.
@@ -322,7 +340,7 @@ def _callbacks(opts: SearchOptions, record: dict) -> tuple[list, Any]:
             "space": record["space_source"], "space_fingerprint": record["space_fingerprint"],
             "budget": f"{opts.trials} trials x {opts.epochs} epochs", "command": record["command"],
             "git_commit": record.get("git_commit") or "", "split_seed": str(opts.split_seed),
-        }, max_epochs=opts.epochs)
+        }, max_epochs=opts.epochs, parent_metrics=record.get("baselines", {}))
         callbacks.append(tracker)
     if opts.verbose:
         callbacks.append(LiveTable(max_epochs=opts.epochs, trials=opts.trials))
@@ -360,6 +378,7 @@ def run_search(opts: SearchOptions) -> SearchResult:
         "host": socket.gethostname(), "driver_pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": "running",
         "tracking_uri": store.tracking_uri(opts.tracking_uri) if opts.track else None,
     }
+    record["baseline_rule"], record["baselines"] = search_baselines(data, opts.split_seed)
     init_ray(opts.address)
     trial_slots(spaces.choices(space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())  # or refuse
     write_record(path, record)
@@ -378,7 +397,8 @@ def resume_search(name: str, address: str | None = None, tracking_uri: str | Non
         opts.tracking_uri = tracking_uri
     if address:
         opts.address = address
-    now_space = spaces.load_space(space or record["space_source"])
+    # The recorded space, not the preset re-read by name: editing a preset must not strand a search.
+    now_space = spaces.load_space(space) if space else record["space"]
     if spaces.fingerprint(now_space, record["constants"]) != record["space_fingerprint"]:
         raise SearchError(
             f"the search space of {name} changed since it started ({record['space_source']}); Optuna cannot "
@@ -411,6 +431,7 @@ def _finish(tuner, path: Path, record: dict, tracker, started: float) -> SearchR
                   wall_s=record.get("wall_s", 0) + time.time() - started)
     write_record(path, record)
     summary.name, summary.path = record["name"], str(path)
+    summary.baselines, summary.baseline_rule = record.get("baselines", {}), record.get("baseline_rule", "")
     if tracker is not None:
         summary.parent_run_id, summary.tracking_uri = tracker.parent_run_id, tracker.tracking_uri
     return summary

@@ -97,7 +97,8 @@ def promoted(shared_search):
             mp.setenv(key, value)
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         try:
-            promotion = promote(shared_search.name)
+            # 3 tiny trials on 160 images do not beat the no-learning baseline; the alias is needed below.
+            promotion = promote(shared_search.name, allow_below_baseline=True)
         finally:
             mlflow.set_tracking_uri(None)  # promote() points this process's MLflow at the store; undo it
     return shared_search, promotion

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
+from trainable.config import ConfigError, TrainConfig
 from trainable.getters import LOSSES, OPTIMIZERS, get_loss, get_optimizer, pos_weight_from_targets
 
 LOGITS = torch.tensor([[2.0, -1.0, 0.5], [-0.3, 0.8, -2.0], [0.0, 1.5, 1.0], [-1.2, -0.4, 3.0]])
@@ -19,7 +21,11 @@ REFERENCE = {
     "multilabel_soft_margin": lambda x, y: -(y * F.logsigmoid(x) + (1 - y) * F.logsigmoid(-x)).mean(),
     "mse": lambda x, y: ((torch.sigmoid(x) - y) ** 2).mean(),
     "l1": lambda x, y: (torch.sigmoid(x) - y).abs().mean(),
+    # ASL at the paper's defaults (gamma_neg 4, gamma_pos 0, clip 0.05), written straight from its definition
+    "asl": lambda x, y: -(y * torch.log(torch.sigmoid(x)) + (1 - y) * (torch.sigmoid(x) - 0.05).clamp(min=0) ** 4
+                          * torch.log(1 - (torch.sigmoid(x) - 0.05).clamp(min=0))).mean(),
 }
+ASL_OPTIONS = {"gamma_neg": 2.5, "gamma_pos": 1.5, "clip": 0.15}
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
@@ -45,11 +51,81 @@ def test_bce_weights_the_positive_term_per_label():
     torch.testing.assert_close(loss, expected)
 
 
-def test_pos_weight_is_ignored_with_a_warning_by_other_losses(caplog):
+@pytest.mark.parametrize("name", ("mse", "asl"))
+def test_pos_weight_is_ignored_with_a_warning_by_other_losses(caplog, name):
     with caplog.at_level(logging.WARNING, logger="trainable.getters"):
-        loss = get_loss("mse", pos_weight=torch.ones(3))(LOGITS, TARGETS)
+        loss = get_loss(name, pos_weight=torch.ones(3))(LOGITS, TARGETS)
     assert "pos_weight is ignored" in caplog.text
-    torch.testing.assert_close(loss, REFERENCE["mse"](LOGITS, TARGETS))
+    torch.testing.assert_close(loss, REFERENCE[name](LOGITS, TARGETS))
+
+
+@pytest.mark.parametrize("name", [name for name in LOSSES if name != "asl"])
+def test_losses_without_knobs_ignore_the_asl_options(name):
+    # the Gym passes the asl options whatever the loss
+    loss = get_loss(name, **ASL_OPTIONS)(LOGITS, TARGETS)
+    torch.testing.assert_close(loss, REFERENCE[name](LOGITS, TARGETS))
+
+
+def test_asl_matches_a_hand_computation():
+    gamma_neg, gamma_pos, clip = ASL_OPTIONS.values()
+    total = 0.0
+    for logits, targets in zip(LOGITS.tolist(), TARGETS.tolist()):
+        for x, y in zip(logits, targets):
+            p = 1.0 / (1.0 + math.exp(-x))
+            if y == 1.0:
+                total -= (1.0 - p) ** gamma_pos * math.log(p)
+            else:
+                p_m = max(p - clip, 0.0)  # the negative at logit -2.0 (p = 0.12) is below the clip
+                total -= p_m ** gamma_neg * math.log(1.0 - p_m)
+    expected = total / LOGITS.numel()
+    loss = get_loss("asl", **ASL_OPTIONS)(LOGITS, TARGETS)
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("scale", (1.0, 30.0))
+def test_asl_without_focusing_or_clip_is_bce(scale):
+    logits = LOGITS * scale  # at 30x, confident right and wrong answers up to |logit| 90
+    loss = get_loss("asl", gamma_neg=0.0, gamma_pos=0.0, clip=0.0)(logits, TARGETS)
+    torch.testing.assert_close(loss, F.binary_cross_entropy_with_logits(logits, TARGETS))
+
+
+def test_asl_clip_shifts_the_negative_probabilities():
+    negatives = torch.zeros(1, 2)
+    logits = torch.tensor([[-3.0, 0.0]], requires_grad=True)  # p = 0.047 (below clip 0.1) and p = 0.5
+    loss = get_loss("asl", gamma_neg=1.0, gamma_pos=0.0, clip=0.1)(logits, negatives)
+    loss.backward()
+    # the easy negative counts as solved: no loss and no gradient; the other one is scored at p_m = 0.5 - 0.1
+    assert loss.item() == pytest.approx(-(0.4 * math.log(0.6)) / 2, abs=1e-7)
+    assert logits.grad[0, 0].item() == 0.0 and logits.grad[0, 1].item() > 0
+    unclipped = get_loss("asl", gamma_neg=1.0, gamma_pos=0.0, clip=0.0)(logits[:, :1], negatives[:, :1])
+    assert unclipped.item() > 0
+
+
+@pytest.mark.parametrize("options", (
+    {},  # the paper's defaults
+    {"gamma_neg": 0.5, "gamma_pos": 0.5, "clip": 0.0},  # fractional powers of a probability that is exactly 0 or 1
+    {"gamma_neg": 0.5, "gamma_pos": 0.5, "clip": 0.05},
+    {"gamma_neg": 6.0, "gamma_pos": 2.0, "clip": 0.2},
+))
+def test_asl_is_finite_for_extreme_logits(options):
+    # +-50: sigmoid is 1e-22 from 0 or 1; +-200: it rounds to exactly 0 or 1 in float32
+    logits = torch.tensor([[50.0, -50.0, 200.0, -200.0], [-50.0, 50.0, -200.0, 200.0]], requires_grad=True)
+    targets = torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0]])  # row 0 right, row 1 confidently wrong
+    loss = get_loss("asl", **options)(logits, targets)
+    loss.backward()
+    assert torch.isfinite(loss) and loss.item() > 0
+    assert torch.isfinite(logits.grad).all()
+    assert logits.grad[1, 0].item() < 0 and logits.grad[1, 2].item() < 0  # the wrong positives still learn
+
+
+@pytest.mark.parametrize("field, value, valid", (
+    ("asl_clip", 1.5, "[0, 1)"), ("asl_clip", 1.0, "[0, 1)"), ("asl_clip", -0.1, "[0, 1)"),
+    ("asl_gamma_neg", -1.0, ">= 0"), ("asl_gamma_pos", -0.5, ">= 0"),
+))
+def test_config_refuses_invalid_asl_knobs(field, value, valid):
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(loss="asl", **{field: value})
+    assert field in str(err.value) and valid in str(err.value)
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))

@@ -42,6 +42,15 @@ def test_training_lowers_the_loss(tiny):
     assert all(0.0 <= h[PRIMARY_METRIC] <= 1.0 for h in history)
 
 
+def test_the_asl_knobs_of_the_config_reach_the_loss(tiny):
+    dataset, images = tiny
+    gym = Gym(small_cfg(loss="asl", asl_gamma_neg=2.0, asl_gamma_pos=1.0, asl_clip=0.1), images, dataset.targets,
+              dataset.labels)
+    assert (gym.loss_fn.gamma_neg, gym.loss_fn.gamma_pos, gym.loss_fn.clip) == (2.0, 1.0, 0.1)
+    history = gym.fit()
+    assert all(np.isfinite(h["train/loss"]) and h["train/loss"] > 0 for h in history)
+
+
 def test_same_seed_same_metrics_and_report_gets_checkpoints(tiny):
     dataset, images = tiny
     runs = []

@@ -139,3 +139,33 @@ def test_tune_thresholds_finds_a_low_threshold_for_underconfident_scores():
     thresholds = tune_thresholds(probs, targets, default=np.array([0.5]))
     assert 0.2 < thresholds[0] <= 0.3
     assert skm.f1_score(targets[:, 0], predict(probs, thresholds)[:, 0]) == 1.0
+
+
+def test_the_global_threshold_is_rechosen_for_micro_f1_and_kept_unless_beaten():
+    from sklearn.metrics import f1_score
+
+    from trainable.metrics import THRESHOLD_GRID, choose_global_threshold
+
+    rng = np.random.default_rng(0)
+    targets = (rng.random((300, 3)) < 0.2).astype(np.uint8)
+    probs = np.clip(0.25 * targets + 0.3 * rng.random((300, 3)), 0, 1)  # positives score higher, all below 0.5
+    chosen = choose_global_threshold(probs, targets, default=0.5)
+    best = max(THRESHOLD_GRID, key=lambda t: f1_score(targets, probs >= t, average="micro", zero_division=0))
+    assert f1_score(targets, probs >= chosen, average="micro") == pytest.approx(
+        f1_score(targets, probs >= best, average="micro"))
+    assert chosen < 0.5
+    # a perfect default stays: no grid value beats it strictly
+    assert choose_global_threshold(targets * 0.9, targets, default=0.5) == 0.5
+
+
+def test_only_labels_with_enough_validation_positives_get_their_own_threshold():
+    from trainable.metrics import choose_thresholds
+
+    targets = np.zeros((400, 2), dtype=np.uint8)
+    targets[:100, 0] = 1                      # 100 positives, separated at 0.5
+    targets[:4, 1] = 1                        # 4 positives, all scored 0.3: found only below the global 0.5
+    probs = np.where(targets[:, [0]] > 0, 0.6, 0.4) * np.array([1.0, 0.0]) + np.where(targets > 0, 0.3, 0.1) * [0, 1]
+    global_t, per_label = choose_thresholds(probs, targets, default=0.5, min_positives=10)
+    assert global_t == 0.5 and per_label.tolist() == [0.5, 0.5]   # 4 < 10 positives: label 1 keeps the global one
+    _, few = choose_thresholds(probs, targets, default=0.5, min_positives=1)
+    assert few[0] == 0.5 and 0.1 < few[1] <= 0.3                  # with no minimum it gets its own

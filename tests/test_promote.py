@@ -108,15 +108,25 @@ def test_per_label_thresholds_never_lower_validation_f1(promoted):
 
     dataset = load(search.data)
     cfg = TrainConfig.from_dict({**ckpt["config"], "pretrained": False, "device": "cpu"})
-    gym = Gym(cfg, decode(dataset, cfg.color), dataset.targets, dataset.labels,
+    gym = Gym(cfg, decode(dataset, "rgb"), dataset.targets, dataset.labels,
               data_fingerprint=dataset.fingerprint, checkpoint=ckpt)
-    val_global = gym.evaluate("val")
+    val_trial = gym.evaluate("val")
+    val_global = gym.evaluate("val", threshold=p.global_threshold)
     val_tuned = gym.evaluate("val", threshold=np.asarray(ckpt["thresholds"], dtype=np.float32))
 
+    # the global threshold is re-chosen on val: never worse there than the trial's own
+    assert val_global["val/micro_f1"] >= val_trial["val/micro_f1"] - 1e-9
     assert val_tuned["val/micro_f1"] >= val_global["val/micro_f1"] - 1e-9
     worse = {label: (val_global[f"val/f1/{label}"], val_tuned[f"val/f1/{label}"]) for label in labels
              if val_tuned[f"val/f1/{label}"] < val_global[f"val/f1/{label}"] - 1e-9}
     assert not worse, f"per-label thresholds lowered these labels' validation F1 (global, tuned): {worse}"
+    # a label with fewer validation positives than the documented minimum keeps the global threshold
+    from search.promote import MIN_LABEL_POSITIVES
+
+    positives = {label: val_tuned[f"val/tp/{label}"] + val_tuned[f"val/fn/{label}"] for label in labels}
+    for label in labels:
+        if positives[label] < MIN_LABEL_POSITIVES:
+            assert p.thresholds[label] == pytest.approx(p.global_threshold), (label, positives[label])
     # The card reports the same two validation figures.
     card = p.card.read_text()
     assert (f"Validation micro F1: {val_global['val/micro_f1']:.4f} with the global threshold, "
@@ -273,3 +283,108 @@ def test_per_label_thresholds_that_lower_micro_f1_fall_back_to_the_global_one():
     kept = keep_micro_f1(probs, targets, tuned, 0.5)
     assert kept.tolist() == [0.5, 0.5]
     assert keep_micro_f1(probs, targets, np.array([0.5, 0.4]), 0.5).tolist() == [0.5, 0.4]
+
+
+# ---- issue 13: baselines decide the alias, ensembles ------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_the_alias_moves_only_to_a_model_that_beats_the_baseline_on_val(promoted):
+    """`labeltune promote` without --allow-below-baseline: below the baseline, the version is registered
+    but the alias stays away, and the one-line error gives both numbers; the card says it first."""
+    import mlflow
+
+    search, p = promoted
+    proc = run_cli("promote", "--search", search.name, "--model-name", "below", env=search.env(), check=False)
+    client = mlflow.MlflowClient(search.tracking_uri)
+    versions = client.search_model_versions("name = 'below'")
+    assert len(versions) == 1, "the version is registered either way: nothing is lost"
+    aliases = client.get_registered_model("below").aliases
+    figures = f"{p.val_micro_f1:.4f} does not beat the no-learning baseline's {p.baseline_val_micro_f1:.4f}"
+    if p.below_baseline:
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        error = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+        assert len(error) == 1 and figures in error[0] and "--allow-below-baseline" in error[0]
+        assert "champion" not in aliases
+        assert f"{p.test_per_label['test/micro_f1']:.4f} (per-label thresholds)" in proc.stdout  # test beside it
+        assert versions[0].tags.get("labeltune.beats_baseline") == "false"
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert "champion" in aliases
+    # The card's first lines: the model's test figure against the baseline's, and the verdict.
+    head = "\n".join(p.card.read_text().splitlines()[:6])
+    assert f"**Test micro-F1 {p.test_per_label['test/micro_f1']:.4f}** against " \
+           f"{p.baselines['baseline/test/micro_f1']:.4f}" in head
+    assert ("does not beat the no-learning baseline" in head) == p.below_baseline
+    assert ("--allow-below-baseline" in head) == p.below_baseline  # the shared promotion used it
+
+
+def test_promote_refuses_a_bad_alias_or_model_name_before_writing_anything(promoted):
+    from search.promote import PromotionError, promote
+
+    search, _ = promoted
+    before = sorted(search.path.glob("promoted/**/*"))
+    with pytest.raises(PromotionError, match="--alias"):
+        promote(search.name, alias="weird alias/$%", storage=str(search.path.parent))
+    with pytest.raises(PromotionError, match="--model-name"):
+        promote(search.name, model_name="a/b@c", storage=str(search.path.parent))
+    with pytest.raises(PromotionError, match="--ensemble 0"):
+        promote(search.name, ensemble=0, storage=str(search.path.parent))
+    assert sorted(search.path.glob("promoted/**/*")) == before
+
+
+@pytest.mark.timeout(300)
+def test_ensemble_promotion_averages_the_top_trials_and_predicts_like_them(promoted, tmp_path):
+    from search.promote import PromotionError, promote
+    from trainable import checkpoint as ckpt_io
+    from trainable import data as data_mod
+    from trainable.gym import Predictor
+    from trainable.ensemble import load_predictor
+
+    search, single = promoted
+    storage = str(search.path.parent)
+    with pytest.raises(PromotionError, match="only 3 trials"):
+        promote(search.name, ensemble=4, storage=storage, register=False)
+    p = promote(search.name, ensemble=2, storage=storage, register=False, allow_below_baseline=True,
+                card_path=str(tmp_path / "card.md"))
+    assert p.members[0].trial_id == single.trial_id, "the ensemble starts from the trial promote ranks first"
+    assert len({m.trial_id for m in p.members}) == 2
+    assert p.members[0].val_score >= p.members[1].val_score
+
+    ckpt = ckpt_io.load(p.checkpoint)
+    assert ckpt_io.kind(ckpt) == "ensemble" and len(ckpt["members"]) == 2
+    assert ckpt["thresholds"] == pytest.approx([p.thresholds[label] for label in ckpt["labels"]])
+    predictor = load_predictor(ckpt, "cpu")
+    images, _ = data_mod.decode_files(sorted((search.data / "test" / "images").glob("im*.jpg")), "rgb",
+                                      progress=False)
+    members = [Predictor(ckpt_io.load(m.checkpoint), "cpu") for m in p.members]
+    expected = np.mean([m.probabilities(images) for m in members], axis=0)
+    np.testing.assert_allclose(predictor.probabilities(images), expected, rtol=1e-5, atol=1e-6)
+
+    card = p.card.read_text()
+    assert "ensemble of 2 trials" in card
+    for m in p.members:
+        assert f"| {m.trial_id} | {m.config['model']} | {m.epoch} | {m.scores['val/micro_f1']:.4f} |" in card
+
+
+@pytest.mark.timeout(120)
+def test_the_search_summary_record_and_parent_run_carry_the_baselines(shared_search):
+    import mlflow
+
+    from search.tracking import find_search_runs
+    from trainable.baselines import for_splits
+    from trainable.data import load, split
+
+    search = shared_search
+    record = json.loads((search.path / "labeltune_search.json").read_text())
+    dataset = load(search.data)
+    splits = dict(zip(("train", "val", "test"), split(len(dataset.targets), (0.8, 0.1, 0.1), record["split_seed"])))
+    base, expected = for_splits(dataset.targets, splits, dataset.labels)
+    assert record["baselines"] == pytest.approx(expected)
+    assert record["baseline_rule"] == base.describe()
+    line = next(line for line in search.stdout.splitlines() if line.startswith("baseline (no learning"))
+    assert f"{PRIMARY_METRIC} {expected['baseline/val/micro_f1']:.4f}" in line
+    parent, _ = find_search_runs(search.tracking_uri, search.name)
+    logged = mlflow.MlflowClient(search.tracking_uri).get_run(parent.info.run_id).data.metrics
+    assert logged["baseline/val/micro_f1"] == pytest.approx(expected["baseline/val/micro_f1"])
+    assert logged["baseline/test/map"] == pytest.approx(expected["baseline/test/map"])

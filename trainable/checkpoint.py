@@ -1,4 +1,4 @@
-"""One self-describing checkpoint file per trial epoch: `checkpoint.pt`.
+"""Self-describing checkpoint files: one per trial epoch (`checkpoint.pt`), and ensembles.
 
     save(dir / CHECKPOINT_NAME, model_state=model.state_dict(), optimizer_state=opt.state_dict(),
          epoch=3, config=cfg.to_dict(), labels=labels, thresholds=[0.5] * len(labels),
@@ -11,6 +11,26 @@ weights_only=True)` reads it: no pickled class can run code on load. `save` turn
 scalars into Python numbers, numpy arrays into tensors, Paths into strings and moves
 tensors to the CPU, and writes atomically (a temporary file in the same folder, then
 os.replace), so a trial killed mid-save leaves the previous file intact.
+
+Two kinds of checkpoint, told apart by `kind(ckpt)`:
+
+- "single" (one model; no `kind` key): the KEYS below, `format_version` 1. Every
+  checkpoint written so far is one, and `save` still writes exactly this layout, so an
+  older labeltune keeps reading new single checkpoints.
+- "ensemble" (K models whose sigmoid outputs are averaged): `format_version` 2,
+  `kind: "ensemble"`, `members` (a list of member dicts, MEMBER_KEYS: each member's own
+  model_state, config, labels, thresholds, metrics, epoch, data_fingerprint; no optimizer
+  state), and the ensemble's own `labels`, `thresholds`, `metrics`, `data_fingerprint`
+  (ENSEMBLE_KEYS). There is deliberately no top-level model_state or config: code that
+  needs one model cannot pick up a member by accident; it calls `require_single` (the
+  Gym does), and prediction goes through `trainable.ensemble.load_predictor`.
+
+    save_ensemble(path, members=[load(a), load(b)], thresholds=t, metrics=m, data_fingerprint=fp)
+
+`format_version` is the layout a reader must know. Version 2 brought `kind` and the
+ensemble layout; an ensemble is written as 2 so that a labeltune that reads only 1 refuses
+it with a version message instead of failing on missing keys. `load` reads 1 (single
+only) and 2 (`kind` absent = single, or ensemble) and refuses anything else.
 """
 
 from __future__ import annotations
@@ -25,14 +45,24 @@ import torch
 from trainable import store
 
 FORMAT_VERSION = 1
-"""bumped when the layout of the dict changes; load refuses other versions"""
+"""the layout `save` writes (a single checkpoint); bumped when that layout changes"""
+ENSEMBLE_FORMAT_VERSION = 2
+"""the layout `save_ensemble` writes: the first version with `kind` and ensembles"""
+READ_VERSIONS = (FORMAT_VERSION, ENSEMBLE_FORMAT_VERSION)
+"""the format versions `load` reads; it refuses others"""
+KINDS = ("single", "ensemble")
+"""the values of `kind(ckpt)`; a checkpoint without a `kind` key is single"""
 CHECKPOINT_NAME = "checkpoint.pt"
 """the file name inside a checkpoint folder"""
 KEYS = (
     "format_version", "model_state", "optimizer_state", "epoch", "config", "labels", "thresholds",
     "metrics", "data_fingerprint",
 )
-"""the keys of every checkpoint dict"""
+"""the keys of every single checkpoint dict"""
+ENSEMBLE_KEYS = ("format_version", "kind", "members", "labels", "thresholds", "metrics", "data_fingerprint")
+"""the keys of every ensemble checkpoint dict"""
+MEMBER_KEYS = ("model_state", "epoch", "config", "labels", "thresholds", "metrics", "data_fingerprint")
+"""the keys of each member dict of an ensemble (a single checkpoint less its optimizer state)"""
 
 
 class CheckpointError(Exception):
@@ -78,6 +108,65 @@ def save(path: str | os.PathLike, *, model_state: dict, optimizer_state: dict | 
         "metrics": _plain(metrics, "metrics"),
         "data_fingerprint": str(data_fingerprint),
     }
+    return _write(path, ckpt)
+
+
+def save_ensemble(path: str | os.PathLike, members: list[dict], thresholds: list[float], metrics: dict,
+                  data_fingerprint: str) -> Path:
+    """Write an ensemble of `members` (single checkpoint dicts as `load` returns them) atomically to `path`.
+
+    `thresholds` are the ensemble's per-label thresholds (on the averaged probabilities), `metrics`
+    and `data_fingerprint` the ensemble's own. Members keep their own config, labels, thresholds,
+    metrics, epoch and fingerprint; their optimizer state is dropped.
+    """
+    path = Path(path)
+    members = list(members)
+    if not members:
+        raise CheckpointError(f"{path}: an ensemble needs at least one member checkpoint, got none")
+    for i, member in enumerate(members):
+        if not isinstance(member, dict) or kind(member) != "single":
+            raise CheckpointError(f"{path}: ensemble member {i} is not a single checkpoint dict "
+                                  f"(members are checkpoints as checkpoint.load returns them)")
+        missing = [k for k in MEMBER_KEYS if k not in member]
+        if missing:
+            raise CheckpointError(f"{path}: ensemble member {i} lacks {', '.join(missing)}")
+    labels = [str(label) for label in members[0]["labels"]]
+    differing = [i for i, m in enumerate(members) if [str(label) for label in m["labels"]] != labels]
+    if differing:
+        names = "; ".join(f"{_member_name(i, members[i])}: {', '.join(map(str, members[i]['labels']))}"
+                          for i in [0, *differing])
+        raise CheckpointError(f"{path}: ensemble members were trained on different labels ({names})")
+    if len(thresholds) != len(labels):
+        raise CheckpointError(f"{path}: {len(thresholds)} thresholds for {len(labels)} labels")
+    ckpt = {
+        "format_version": ENSEMBLE_FORMAT_VERSION,
+        "kind": "ensemble",
+        "members": [
+            {
+                "model_state": _plain(m["model_state"], f"members[{i}].model_state"),
+                "epoch": int(m["epoch"]),
+                "config": _plain(m["config"], f"members[{i}].config"),
+                "labels": [str(label) for label in m["labels"]],
+                "thresholds": [float(t) for t in np.asarray(m["thresholds"], dtype=np.float64).ravel()],
+                "metrics": _plain(m["metrics"], f"members[{i}].metrics"),
+                "data_fingerprint": str(m["data_fingerprint"]),
+            }
+            for i, m in enumerate(members)
+        ],
+        "labels": labels,
+        "thresholds": [float(t) for t in np.asarray(thresholds, dtype=np.float64).ravel()],
+        "metrics": _plain(metrics, "metrics"),
+        "data_fingerprint": str(data_fingerprint),
+    }
+    return _write(path, ckpt)
+
+
+def _member_name(i: int, member: dict) -> str:
+    """`member 2 (cnn3bn, epoch 7)`: the list position names a member in errors."""
+    return f"member {i} ({dict(member['config']).get('model', '?')}, epoch {member['epoch']})"
+
+
+def _write(path: Path, ckpt: dict) -> Path:
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             torch.save(ckpt, f)
@@ -88,7 +177,7 @@ def save(path: str | os.PathLike, *, model_state: dict, optimizer_state: dict | 
 
 
 def load(path: str | os.PathLike) -> dict:
-    """Read a checkpoint written by `save` (a folder means folder/checkpoint.pt), tensors on the CPU."""
+    """Read a checkpoint written by `save` or `save_ensemble` (a folder means folder/checkpoint.pt), tensors on the CPU."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
@@ -103,15 +192,42 @@ def load(path: str | os.PathLike) -> dict:
         ) from exc
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CheckpointError(f"{path}: not a labeltune checkpoint (no format_version)")
-    if ckpt["format_version"] != FORMAT_VERSION:
+    version = ckpt["format_version"]
+    if version not in READ_VERSIONS:
         raise CheckpointError(
-            f"{path}: checkpoint format_version {ckpt['format_version']!r} is not supported; "
-            f"this labeltune reads format_version {FORMAT_VERSION}"
+            f"{path}: checkpoint format_version {version!r} is not supported; "
+            f"this labeltune reads format_version {' and '.join(map(str, READ_VERSIONS))}"
         )
-    missing = [k for k in KEYS if k not in ckpt]
+    what = ckpt.get("kind", "single")
+    if what not in KINDS or (what != "single" and version < ENSEMBLE_FORMAT_VERSION):
+        raise CheckpointError(f"{path}: checkpoint kind {what!r} is not one of {', '.join(KINDS)} "
+                              f"in format_version {version}")
+    missing = [k for k in (KEYS if what == "single" else ENSEMBLE_KEYS) if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: not a labeltune checkpoint (missing {', '.join(missing)})")
+    if what == "ensemble":
+        members = ckpt["members"]
+        if not isinstance(members, list) or not members:
+            raise CheckpointError(f"{path}: ensemble checkpoint without members")
+        for i, member in enumerate(members):
+            missing = [k for k in MEMBER_KEYS if k not in member] if isinstance(member, dict) else list(MEMBER_KEYS)
+            if missing:
+                raise CheckpointError(f"{path}: ensemble member {i} is missing {', '.join(missing)}")
     return ckpt
+
+
+def kind(ckpt: dict) -> str:
+    """'single' or 'ensemble' (a checkpoint without a `kind` key is single)."""
+    return ckpt.get("kind", "single")
+
+
+def require_single(ckpt: dict, needed_by: str) -> None:
+    """Raise CheckpointError unless `ckpt` is a single checkpoint; `needed_by` says what needs one."""
+    if kind(ckpt) != "single":
+        raise CheckpointError(
+            f"this is an {kind(ckpt)} checkpoint of {len(ckpt.get('members', []))} members; "
+            f"{needed_by} needs a single model's checkpoint"
+        )
 
 
 def check_labels(ckpt: dict, labels: list[str], where: str) -> None:

@@ -177,7 +177,7 @@ def config_from_options(options: dict):
         except ValueError:
             raise click.BadParameter("expected three numbers such as 0.8,0.1,0.1", param_hint="--split-fractions")
     if "pretrained" not in values:
-        values["pretrained"] = values.get("model") == "efficientnet_lite0"
+        values["pretrained"] = values.get("model", TrainConfig.model) == "efficientnet_lite0"  # its weights ship
     try:
         return TrainConfig.from_dict(values)
     except ConfigError as exc:
@@ -197,6 +197,34 @@ def metrics_table(metrics: dict, labels: list[str], prefix: str) -> str:
             + "".join(f"{metrics[f'{prefix}/{c}/{label}']:>7d}" for c in ("tp", "fp", "fn", "tn"))
         )
     return "\n".join(lines)
+
+
+def baseline_table(metrics: dict, targets, splits: dict, labels: list[str], prefix: str) -> tuple[str, dict]:
+    """The model's headline figures next to the no-learning baselines of the same split, and those baselines."""
+    import numpy as np
+
+    from trainable.baselines import PREFIX, BaselineError, for_splits
+
+    try:
+        base, figures = for_splits(np.asarray(targets), splits, labels)
+        if prefix not in ("val", "test"):
+            figures.update(base.metrics(np.asarray(targets)[splits[prefix]], prefix))
+    except BaselineError as exc:
+        return f"baseline: not available ({exc})", {}
+    lines = [f"against the no-learning baselines (from the train split; micro F1: {base.describe()})",
+             f"  {'figure':<14}{'model':>9}{'baseline':>10}{'diff':>9}  baseline rule"]
+    rules = {"micro_f1": "top-k labels", "macro_f1": "top-k labels", "exact_match": "top-k labels",
+             "map": "label prior", "loss": "label prior (BCE)"}
+    for name, rule in rules.items():
+        key, base_key = f"{prefix}/{name}", f"{PREFIX}{prefix}/{name}"
+        if key in metrics and base_key in figures:
+            k = f" (k={int(figures[PREFIX + 'k/' + name])})" if PREFIX + "k/" + name in figures else ""
+            lines.append(f"  {name:<14}{metrics[key]:>9.4f}{figures[base_key]:>10.4f}"
+                         f"{metrics[key] - figures[base_key]:>+9.4f}  {rule}{k}")
+    micro = f"{prefix}/micro_f1"
+    if micro in metrics and metrics[micro] <= figures.get(f"{PREFIX}{micro}", -1):
+        lines.append(f"  warning: {micro} does not beat predicting the most frequent labels for every image")
+    return "\n".join(lines), figures
 
 
 def _load_data(data_dir: str, color: str, skip_bad_images: bool):
@@ -295,6 +323,10 @@ def train(data_dir, out, resume, no_track, tracking_uri, skip_bad_images, **opti
         raise click.ClickException(f"nothing to train: the checkpoint is at epoch {gym.epoch} and --epochs is {cfg.epochs}")
     final = history[-1]
     click.echo(metrics_table(final, dataset.labels, "val"))
+    table, baselines = baseline_table(final, dataset.targets[:len(gym.splits["all"])], gym.splits, dataset.labels, "val")
+    click.echo(table)
+    if tracker:
+        tracker.log_baselines(baselines)
     artifacts = _write_plots(out, history, final, dataset.labels, "val")
     if tracker:
         tracker.finish("FINISHED", artifacts + [out / "metrics.json"])
@@ -323,6 +355,12 @@ class LocalRun:
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if k != "epoch"]
         self.client.log_batch(self.run_id, metrics=batch)
 
+    def log_baselines(self, figures: dict) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in figures.items()])
+
     def finish(self, status: str, artifacts: list[Path]) -> None:
         for path in artifacts:
             self.client.log_artifact(self.run_id, str(path))
@@ -345,6 +383,8 @@ def eval_cmd(checkpoint_path, data_dir, split, out, device, skip_bad_images):
 
     try:
         ckpt = ckpt_io.load(checkpoint_path)
+        if ckpt_io.kind(ckpt) == "ensemble":
+            return _eval_ensemble(ckpt, checkpoint_path, data_dir, split, out, device, skip_bad_images)
         cfg = TrainConfig.from_dict({**ckpt["config"], "device": device, "pretrained": False})
     except ckpt_io.CheckpointError as exc:
         raise click.ClickException(str(exc))
@@ -360,6 +400,36 @@ def eval_cmd(checkpoint_path, data_dir, split, out, device, skip_bad_images):
 
     metrics = gym.evaluate(split, threshold=np.asarray(ckpt["thresholds"], dtype=np.float32))
     click.echo(metrics_table(metrics, dataset.labels, split))
+    click.echo(baseline_table(metrics, dataset.targets[:len(gym.splits["all"])], gym.splits, dataset.labels, split)[0])
+    out = Path(out).resolve() if out else Path(checkpoint_path).resolve().parent
+    out.mkdir(parents=True, exist_ok=True)
+    store.write_json(out / f"eval_{split}.json", metrics)
+    _write_plots(out, [], metrics, dataset.labels, split)
+    click.echo(f"\nwrote {out / f'eval_{split}.json'} and plots in {out}")
+
+
+def _eval_ensemble(ckpt: dict, checkpoint_path, data_dir, split, out, device, skip_bad_images) -> None:
+    """eval for an ensemble checkpoint: its averaged probabilities on the members' split, its thresholds."""
+    from trainable import checkpoint as ckpt_io
+    from trainable.ensemble import EnsemblePredictor, evaluate_split
+
+    predictor = EnsemblePredictor(ckpt, device)
+    dataset, images = _load_data(data_dir, predictor.cfg.color, skip_bad_images)
+    ckpt_io.check_labels(ckpt, dataset.labels, data_dir)
+    if ckpt["data_fingerprint"] and ckpt["data_fingerprint"] != dataset.fingerprint and split != "all":
+        click.echo(f"warning: {data_dir} is not the data this ensemble was trained on; "
+                   f"its {split} split may overlap the training images", err=True)
+    try:
+        metrics = evaluate_split(predictor, images, dataset.targets, split).compute()
+    except ValueError as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"ensemble of {len(predictor.members)}: "
+               + ", ".join(f"{m.cfg.model} ({m.cfg.color}, {m.cfg.image_size}px)" for m in predictor.members))
+    click.echo(metrics_table(metrics, dataset.labels, split))
+    from trainable.ensemble import splits as ensemble_splits
+
+    index = ensemble_splits(predictor, len(dataset.targets))
+    click.echo(baseline_table(metrics, dataset.targets[:len(index["all"])], index, dataset.labels, split)[0])
     out = Path(out).resolve() if out else Path(checkpoint_path).resolve().parent
     out.mkdir(parents=True, exist_ok=True)
     store.write_json(out / f"eval_{split}.json", metrics)
@@ -380,7 +450,7 @@ def pred(checkpoint_path, registered, tracking_uri, images_dir, out, scores, dev
     """Label a folder of images with a checkpoint or a registered model; writes a TSV."""
     from trainable import checkpoint as ckpt_io
     from trainable import data as data_mod
-    from trainable.gym import Predictor
+    from trainable.ensemble import load_predictor
 
     if bool(checkpoint_path) == bool(registered):
         raise click.UsageError("give exactly one of --checkpoint or --registered")
@@ -393,7 +463,7 @@ def pred(checkpoint_path, registered, tracking_uri, images_dir, out, scores, dev
             raise click.ClickException(str(exc))
     try:
         ckpt = ckpt_io.load(checkpoint_path)
-        predictor = Predictor(ckpt, device)
+        predictor = load_predictor(ckpt, device)  # a single checkpoint or an ensemble
         paths, ignored = data_mod.list_images(images_dir)
         images, kept = data_mod.decode_files(paths, predictor.cfg.color, progress=True, skip_bad_images=skip_bad_images)
     except (ckpt_io.CheckpointError, data_mod.DatasetError) as exc:

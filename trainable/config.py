@@ -35,6 +35,12 @@ class TrainConfig:
     """absolute path of a pretrained state dict for resnet18/50; empty = torch hub cache"""
     loss: str = "bce"
     """name in trainable.getters.LOSSES"""
+    asl_gamma_neg: float = 4.0
+    """asl loss: focusing exponent of the negatives (larger = easy negatives count less)"""
+    asl_gamma_pos: float = 0.0
+    """asl loss: focusing exponent of the positives (0 = plain log-likelihood)"""
+    asl_clip: float = 0.05
+    """asl loss: probability margin below which a negative counts as solved (0 = none)"""
     optimizer: str = "adamw"
     """name in trainable.getters.OPTIMIZERS"""
     lr: float = 1e-3
@@ -124,6 +130,11 @@ class TrainConfig:
             raise ConfigError(f"threshold: {self.threshold} must lie strictly between 0 and 1")
         if not self.width > 0:
             raise ConfigError(f"width: {self.width} must be > 0")
+        for name in ("asl_gamma_neg", "asl_gamma_pos"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name}: {getattr(self, name)} must be >= 0")
+        if not 0.0 <= self.asl_clip < 1.0:
+            raise ConfigError(f"asl_clip: {self.asl_clip} must lie in [0, 1)")
         fr = self.split_fractions
         if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1.0) > 1e-6 or fr[0] == 0:
             raise ConfigError(f"split_fractions: {list(fr)} must be 3 non-negative numbers summing to 1")

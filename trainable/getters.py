@@ -1,12 +1,17 @@
 """The LOSSES and OPTIMIZERS registries (the course seed's "Getters"), built by name.
 
     loss_fn = get_loss("bce", pos_weight=pos_weight_from_targets(train_targets))
+    loss_fn = get_loss("asl", gamma_neg=4.0, gamma_pos=0.0, clip=0.05)   # or the asymmetric loss
     optimizer = get_optimizer("adamw", model.parameters(), lr=1e-3, weight_decay=1e-4)
     loss = loss_fn(logits, targets)      # B x L logits, B x L float targets -> scalar
 
 Every loss takes raw logits. `mse` and `l1` compare sigmoid probabilities with the 0/1
 targets; `bce` alone uses `pos_weight` (per-label weight of the positive term, so rare
 labels are not drowned by the negatives), the other losses ignore it with a warning.
+`asl` (asymmetric loss, Ridnik et al., ICCV 2021) fights the same imbalance its own way:
+focal weights with separate exponents for positives and negatives, and negatives whose
+probability is below `clip` count as solved. Its knobs reach it as keyword options of
+get_loss; the losses without knobs ignore them, so a caller can always pass them.
 Losses compute in float32 whatever the autocast dtype of the logits.
 """
 
@@ -53,22 +58,58 @@ class ProbabilityLoss(nn.Module):
         return self.loss(torch.sigmoid(logits.float()), targets.float())
 
 
-def _unweighted(name: str, make: Callable[[], nn.Module]) -> Callable[[torch.Tensor | None], nn.Module]:
-    def factory(pos_weight: torch.Tensor | None = None) -> nn.Module:
+class AsymmetricLoss(nn.Module):
+    """Asymmetric loss (ASL), mean over the B x L elements like bce, float32.
+
+    Per element, with p = sigmoid(logit) and the shifted probability p_m = max(p - clip, 0):
+        loss = -(y (1 - p)^gamma_pos log(p) + (1 - y) p_m^gamma_neg log(1 - p_m))
+    gamma_neg = gamma_pos = clip = 0 is bce. The paper's defaults: gamma_neg 4, gamma_pos 0, clip 0.05.
+    """
+
+    EPS = 1e-8
+    """floor of a probability under a log or a fractional power: no log(0), no 0 * inf from 0 ** -0.5 in the gradient"""
+
+    def __init__(self, gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05) -> None:
+        super().__init__()
+        self.gamma_neg, self.gamma_pos, self.clip = float(gamma_neg), float(gamma_pos), float(clip)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        x, y = logits.float(), targets.float()
+        p, q = torch.sigmoid(x), torch.sigmoid(-x)  # q = 1 - p, exact where p rounds to 1
+        # log(p) from the logit: a confidently wrong positive keeps its gradient (log(clamp(p)) would stall it)
+        positive = q.clamp(min=self.EPS) ** self.gamma_pos * F.logsigmoid(x)
+        p_m = (p - self.clip).clamp(min=self.EPS)  # max(p - clip, 0); at p <= clip the log below is log(1) = 0
+        if self.clip > 0:
+            log_not_p_m = torch.log((q + self.clip).clamp(self.EPS, 1.0))  # 1 - p_m = min(1 - p + clip, 1)
+        else:
+            log_not_p_m = F.logsigmoid(-x)  # log(1 - p), as bce computes it
+        negative = p_m ** self.gamma_neg * log_not_p_m
+        return -(y * positive + (1 - y) * negative).mean()
+
+
+LossFactory = Callable[..., nn.Module]
+"""factory(pos_weight=None, **options) -> a module called as loss(logits, targets) -> scalar tensor"""
+
+
+def _unweighted(name: str, make: LossFactory) -> LossFactory:
+    """The factory of a loss without positive weights: warns that pos_weight is ignored, passes on the options."""
+
+    def factory(pos_weight: torch.Tensor | None = None, **options) -> nn.Module:
         if pos_weight is not None:
             log.warning("loss %s has no positive weights: pos_weight is ignored (only bce uses it)", name)
-        return make()
+        return make(**options)
 
     return factory
 
 
-LOSSES: dict[str, Callable[[torch.Tensor | None], nn.Module]] = {
-    "bce": lambda pos_weight=None: BCEWithLogits(pos_weight=pos_weight),
-    "multilabel_soft_margin": _unweighted("multilabel_soft_margin", MultilabelSoftMargin),
-    "mse": _unweighted("mse", lambda: ProbabilityLoss(F.mse_loss)),
-    "l1": _unweighted("l1", lambda: ProbabilityLoss(F.l1_loss)),
+LOSSES: dict[str, LossFactory] = {
+    "bce": lambda pos_weight=None, **options: BCEWithLogits(pos_weight=pos_weight),
+    "multilabel_soft_margin": _unweighted("multilabel_soft_margin", lambda **options: MultilabelSoftMargin()),
+    "mse": _unweighted("mse", lambda **options: ProbabilityLoss(F.mse_loss)),
+    "l1": _unweighted("l1", lambda **options: ProbabilityLoss(F.l1_loss)),
+    "asl": _unweighted("asl", AsymmetricLoss),
 }
-"""name -> factory(pos_weight) returning a module (logits, targets) -> scalar loss"""
+"""name -> factory(pos_weight=None, **options); the options are asl's knobs (gamma_neg, gamma_pos, clip)"""
 
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -89,11 +130,14 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 """name -> factory(params, lr, weight_decay, momentum); momentum is used by sgd only"""
 
 
-def get_loss(name: str, pos_weight: torch.Tensor | None = None) -> nn.Module:
-    """The loss `name` of LOSSES: a module called as loss(logits, targets) -> scalar tensor."""
+def get_loss(name: str, pos_weight: torch.Tensor | None = None, **options) -> nn.Module:
+    """The loss `name` of LOSSES: a module called as loss(logits, targets) -> scalar tensor.
+
+    options: asl's gamma_neg, gamma_pos and clip (AsymmetricLoss); the other losses ignore them.
+    """
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
-    return LOSSES[name](pos_weight)
+    return LOSSES[name](pos_weight=pos_weight, **options)
 
 
 def get_optimizer(name: str, params: Iterable, lr: float, weight_decay: float = 0.0,

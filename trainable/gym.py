@@ -147,13 +147,17 @@ class Gym:
         if cfg.pos_weight == "auto" and cfg.loss == "bce":  # the only loss with positive weights
             train_targets = np.asarray(targets[:n])[self.splits["train"]]
             pos_weight = pos_weight_from_targets(train_targets).to(self.device)
-        self.loss_fn = get_loss(cfg.loss, pos_weight=pos_weight)
+        self.loss_fn = get_loss(
+            cfg.loss, pos_weight=pos_weight,
+            gamma_neg=cfg.asl_gamma_neg, gamma_pos=cfg.asl_gamma_pos, clip=cfg.asl_clip,
+        )
         self.optimizer = get_optimizer(
             cfg.optimizer, self.model.parameters(), lr=cfg.lr,
             weight_decay=cfg.weight_decay, momentum=cfg.momentum,
         )
         self.epoch = 0
         if checkpoint is not None:
+            ckpt_io.require_single(checkpoint, "training or evaluating in the Gym")
             ckpt_io.check_labels(checkpoint, self.labels, "the checkpoint")
             self.model.load_state_dict(checkpoint["model_state"])
             if checkpoint.get("optimizer_state"):
@@ -210,11 +214,11 @@ class Gym:
         return {"train/loss": train_loss, "img_per_s": seen / max(elapsed, 1e-9)}
 
     @torch.no_grad()
-    def evaluate(self, split: str = "val", threshold: float | np.ndarray | None = None) -> dict:
-        """Metrics of one split ('train', 'val', 'test' or 'all'), keys prefixed by the split."""
+    def outputs(self, split: str = "val") -> tuple[np.ndarray, np.ndarray, float]:
+        """(probabilities N x L, 0/1 targets N x L, mean loss) of one split, for scoring or threshold tuning."""
         indices = self.split_index[split]
-        threshold = self.cfg.threshold if threshold is None else threshold
-        collector = MetricsCollector(self.labels, threshold=threshold, prefix=split)
+        if len(indices) == 0:
+            raise ValueError(f"the {split} split of {len(self.splits['all'])} images is empty: nothing to score")
         self.model.eval()
         probs, loss_sum = [], torch.zeros((), device=self.device)
         for start in range(0, len(indices), EVAL_BATCH):
@@ -223,8 +227,15 @@ class Gym:
                 logits = self.model(self._prepare(self.images[idx])).float()
             probs.append(torch.sigmoid(logits))  # stays on the device: one copy to the CPU at the end
             loss_sum += self.loss_fn(logits, self.targets[idx]) * len(idx)
-        if probs:
-            collector.update(torch.cat(probs), self.targets[indices], float(loss_sum) / len(indices))
+        probs_np = torch.cat(probs).float().cpu().numpy()
+        targets_np = self.targets[indices].to(torch.uint8).cpu().numpy()
+        return probs_np, targets_np, float(loss_sum) / len(indices)
+
+    def evaluate(self, split: str = "val", threshold: float | np.ndarray | None = None) -> dict:
+        """Metrics of one split ('train', 'val', 'test' or 'all'), keys prefixed by the split."""
+        threshold = self.cfg.threshold if threshold is None else threshold
+        collector = MetricsCollector(self.labels, threshold=threshold, prefix=split)
+        collector.update(*self.outputs(split))
         self.last_collector = collector
         return collector.compute()
 

@@ -11,7 +11,10 @@ floats and ints. A label is predicted when its probability is >= its threshold
 (`predict`). Labels without a positive in the split are legal (a rare label in a small
 validation split): their F1 is 0 (zero_division=0), they are left out of `map`, and
 scikit-learn's warnings about them are silenced here rather than flooding the logs.
-`tune_thresholds` picks per-label thresholds on validation outputs (used by promotion).
+`choose_thresholds` is promotion's threshold policy on validation outputs: the global
+threshold re-chosen for micro F1, then a threshold of its own for each label with at least
+`MIN_LABEL_POSITIVES` validation positives (`tune_thresholds`), reverted label by label
+while they lower validation micro F1 (`keep_micro_f1`).
 """
 
 from __future__ import annotations
@@ -144,8 +147,74 @@ class MetricsCollector:
         return out
 
 
+THRESHOLD_GRID = np.round(np.linspace(0.05, 0.95, 19), 2)
+"""the thresholds promotion tries, globally and per label"""
+MIN_LABEL_POSITIVES = 20
+"""a label gets a threshold of its own only with this many positives in the validation split
+(chosen by bench/thresholds.py on validation figures of seeds 0-4, confirmed on the test
+splits of seeds 5-9: bench/results/thresholds_*.json); rarer labels keep the global one"""
+
+
+def choose_global_threshold(probs: np.ndarray, targets: np.ndarray, default: float = 0.5,
+                            grid: np.ndarray = THRESHOLD_GRID) -> float:
+    """The one threshold for every label that maximises micro F1 on (probs, targets).
+
+    `default` (the trial's own threshold) is kept unless a grid value beats it strictly.
+    """
+    probs, targets = _numpy(probs).astype(np.float64), _numpy(targets) > 0
+    candidates = np.concatenate([[float(default)], np.asarray(grid, dtype=np.float64)])
+    truth = targets.sum()
+    scores = []
+    for t in candidates:
+        pred = probs >= t
+        tp = (pred & targets).sum()
+        denominator = pred.sum() + truth
+        scores.append(2 * tp / denominator if denominator else 0.0)
+    i = int(np.argmax(scores[1:])) + 1
+    return float(candidates[i] if scores[i] > scores[0] else candidates[0])
+
+
+def choose_thresholds(probs: np.ndarray, targets: np.ndarray, default: float = 0.5,
+                      min_positives: int = MIN_LABEL_POSITIVES) -> tuple[float, np.ndarray]:
+    """Promotion's threshold policy: (global threshold, per-label thresholds), both chosen on (probs, targets).
+
+    1. the global threshold re-chosen for micro F1 (`choose_global_threshold`);
+    2. a label with at least `min_positives` positives gets the threshold that maximises its F1;
+       the others keep the global one (a threshold tuned on a handful of positives does not generalise);
+    3. tuned labels revert to the global threshold while they lower micro F1 (`keep_micro_f1`).
+    """
+    probs, targets = _numpy(probs).astype(np.float64), _numpy(targets) > 0
+    global_t = choose_global_threshold(probs, targets, default)
+    tuned = tune_thresholds(probs, targets, default=global_t)
+    tuned[targets.sum(axis=0) < min_positives] = global_t
+    return global_t, keep_micro_f1(probs, targets, tuned, global_t)
+
+
+def keep_micro_f1(probs: np.ndarray, targets: np.ndarray, tuned: np.ndarray, default: float) -> np.ndarray:
+    """Fall back to the global threshold, label by label, while the tuned ones lower micro F1.
+
+    Maximising each label's F1 can still lower micro F1 (a rare label that trades a few false
+    negatives for many false positives); reverting the most harmful label first keeps every
+    label's F1 at least the global one's and micro F1 at least the global one's.
+    """
+    def micro(thresholds: np.ndarray) -> float:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            _, _, f, _ = precision_recall_fscore_support(targets, probs >= thresholds, average="micro", zero_division=0)
+        return float(f)
+
+    thresholds = np.asarray(tuned, dtype=np.float64).copy()
+    floor = micro(np.full_like(thresholds, default))
+    while micro(thresholds) < floor:
+        changed = [i for i in range(len(thresholds)) if thresholds[i] != default]
+        reverted = {i: np.where(np.arange(len(thresholds)) == i, default, thresholds) for i in changed}
+        worst = max(changed, key=lambda i: micro(reverted[i]))
+        thresholds = reverted[worst]
+    return thresholds
+
+
 def tune_thresholds(probs: np.ndarray, targets: np.ndarray, default: float | np.ndarray = 0.5,
-                    grid: np.ndarray = np.linspace(0.05, 0.95, 19)) -> np.ndarray:
+                    grid: np.ndarray = THRESHOLD_GRID) -> np.ndarray:
     """Per-label threshold maximising that label's F1 on (probs, targets).
 
     A label keeps `default` when it has no positive, or when no grid value beats the

@@ -27,8 +27,8 @@ IMAGE_SIZES = (128, 64, 32)
 
 @dataclass
 class TrainConfig:
-    model: str = "cnn5"
-    """name in trainable.models.MODELS"""
+    model: str = "efficientnet_lite0"
+    """name in trainable.models.MODELS (default: the pretrained backbone, far ahead of the small CNNs: bench/results/train_defaults_*.json)"""
     pretrained: bool = False
     """start from ImageNet weights (resnet18/50: from `weights` or the torch hub cache; efficientnet_lite0: shipped)"""
     weights: str = ""
@@ -49,7 +49,7 @@ class TrainConfig:
     """L2 penalty (decoupled for adamw)"""
     momentum: float = 0.9
     """momentum of sgd (ignored by the other optimizers)"""
-    batch_size: int = 64
+    batch_size: int = 32
     """images per optimisation step"""
     epochs: int = 5
     """training epochs; Tune's training_iteration counts these"""

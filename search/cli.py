@@ -28,14 +28,14 @@ main.add_command(pred)
 @main.command()
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), help="dataset folder in the course layout")
 @click.option("--space", default="default", show_default=True, help="preset (default, quick) or a YAML/JSON file")
-@click.option("--trials", default=16, show_default=True, help="number of trials")
-@click.option("--epochs", default=5, show_default=True, help="maximum epochs per trial (ASHA's max_t)")
-@click.option("--time-budget", "time_budget_min", type=float, default=None, help="stop starting new trials after MINUTES")
-@click.option("--concurrency", default=0, show_default=True, help="maximum trials at once (0 = as the resources allow)")
-@click.option("--gpus-per-trial", type=float, default=None, help="GPU share per trial [default: by model: small CNNs 0.25, ResNets 1]")
-@click.option("--cpus-per-trial", type=float, default=None, help="CPUs per trial [default: 1]")
-@click.option("--grace-period", default=1, show_default=True, help="epochs before ASHA may stop a trial")
-@click.option("--max-failures", default=1, show_default=True, help="retries of a trial whose worker or node died")
+@click.option("--trials", default=16, show_default=True, type=click.IntRange(min=1), help="number of trials")
+@click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1), help="maximum epochs per trial (ASHA's max_t)")
+@click.option("--time-budget", "time_budget_min", type=click.FloatRange(min=0, min_open=True), default=None, help="stop starting new trials after MINUTES")
+@click.option("--concurrency", default=0, show_default=True, type=click.IntRange(min=0), help="maximum trials at once (0 = as the resources allow)")
+@click.option("--gpus-per-trial", type=click.FloatRange(min=0), default=None, help="GPU share per trial [default: by model: small CNNs 0.25, ResNets 1]")
+@click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=None, help="CPUs per trial [default: 1]")
+@click.option("--grace-period", default=1, show_default=True, type=click.IntRange(min=1), help="epochs before ASHA may stop a trial")
+@click.option("--max-failures", default=1, show_default=True, type=click.IntRange(min=0), help="retries of a trial whose worker or node died")
 @click.option("--address", default=None, help="Ray cluster: 'auto' or host:port [default: start a local Ray]")
 @click.option("--name", default=None, help="search name [default: search-<date>-<time>]")
 @click.option("--seed", default=0, show_default=True, help="seed of the sampler and of each trial")
@@ -43,7 +43,7 @@ main.add_command(pred)
 @click.option("--storage", default=None, help="where searches live (absolute path or URI) [default: $LABELTUNE_HOME/runs]")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: sqlite under $LABELTUNE_HOME/mlruns]")
 @click.option("--no-track", is_flag=True, help="no MLflow (not even imported)")
-@click.option("--limit", default=0, help="use only the first N images (debugging)")
+@click.option("--limit", default=0, type=click.IntRange(min=0), help="use only the first N images (debugging)")
 @click.option("--skip-bad-images", is_flag=True, help="skip unreadable images instead of stopping")
 @click.option("--resume", "resume_name", default=None, metavar="NAME", help="continue the interrupted search NAME")
 def search(data_dir, space, trials, epochs, time_budget_min, concurrency, gpus_per_trial, cpus_per_trial, grace_period,
@@ -53,6 +53,15 @@ def search(data_dir, space, trials, epochs, time_budget_min, concurrency, gpus_p
     from search.tuner import SearchError, SearchOptions, resume_search, run_search
     from trainable.data import DatasetError
 
+    if resume_name:
+        # A resume continues the recorded search: options that would change it are refused, not ignored.
+        ctx = click.get_current_context()
+        changed = [param.opts[0] for param in ctx.command.params
+                   if param.name not in ("resume_name", "address", "tracking_uri", "storage", "space")
+                   and ctx.get_parameter_source(param.name) is not click.core.ParameterSource.DEFAULT]
+        if changed:
+            raise click.UsageError(f"--resume {resume_name} continues the search as it was recorded; "
+                                   f"{', '.join(changed)} cannot change it (start a new search instead)")
     try:
         if resume_name:
             result = resume_search(resume_name, address=address, tracking_uri=tracking_uri, storage=storage,

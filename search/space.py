@@ -103,6 +103,10 @@ RECIPES = (COURSE_RECIPE, MODERN_RECIPE)
 """the known-good points a search evaluates first, in this order, when its space holds them"""
 
 
+SEARCH_CONSTANTS = frozenset({"epochs", "seed", "split_seed", "split_fractions", "limit"})
+"""TrainConfig fields the search fixes for all trials, so that they are ranked on one split and budget"""
+
+
 class SpaceError(ValueError):
     """A space file or preset that cannot be used."""
 
@@ -125,6 +129,10 @@ def load_space(name_or_file: str) -> dict[str, Any]:
         raise SpaceError(f"{path}: not valid YAML/JSON: {str(exc).splitlines()[0]}") from exc
     if not isinstance(overrides, dict):
         raise SpaceError(f"{path}: expected a mapping of parameter -> value, list or range")
+    fixed = sorted(set(overrides) & SEARCH_CONSTANTS)
+    if fixed:
+        raise SpaceError(f"{path}: {', '.join(fixed)}: fixed by the search for every trial (use the search's "
+                         f"options, e.g. --epochs, --seed, --split-seed), not a space parameter")
     preset = overrides.pop("preset", "default")
     if preset not in PRESETS:
         raise SpaceError(f"{path}: preset {preset!r} is not one of {', '.join(PRESETS)}")

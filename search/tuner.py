@@ -21,6 +21,7 @@ import functools
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -195,8 +196,20 @@ def pretrained_available() -> tuple[str, ...]:
 # ---- the record of a search ----------------------------------------------------
 
 
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+"""a search name is one path component: letters, digits, '_', '.', '-'"""
+
+
+def check_name(name: str) -> None:
+    """Refuse a search name that is not a single safe folder name (it becomes runs/<name>/)."""
+    if not NAME_PATTERN.match(name):
+        raise SearchError(f"--name {name!r}: use up to 100 letters, digits, '_', '.' and '-', "
+                          f"starting with a letter or digit (it names the folder runs/<name>)")
+
+
 def search_dir(name: str, storage: str | None = None) -> Path:
     """Where search `name` lives: `<storage>/<name>`, by default `$LABELTUNE_HOME/runs/<name>`."""
+    check_name(name)
     if storage and "://" in storage:
         # The record, resume and promotion read this folder with local file APIs: a URI would silently
         # land on the driver's disk. Clusters mount shared storage (NFS/EFS) and pass its path.
@@ -359,8 +372,8 @@ def _check_tracking(opts: SearchOptions) -> None:
 
 def run_search(opts: SearchOptions) -> SearchResult:
     """Start a new search and run it to the end."""
+    name = opts.name if opts.name is not None else time.strftime("search-%Y%m%d-%H%M%S")
     space = spaces.load_space(opts.space)
-    name = opts.name or time.strftime("search-%Y%m%d-%H%M%S")
     path = search_dir(name, opts.storage)
     if (path / RECORD).exists():
         raise SearchError(f"a search named {name} already exists in {path.parent}; use --resume {name} or another --name")

@@ -10,6 +10,7 @@ and the CLI option names (`batch_size` -> `--batch-size`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,8 +123,10 @@ class TrainConfig:
         choice("pos_weight", POS_WEIGHTS)
         choice("device", DEVICES)
         choice("image_size", IMAGE_SIZES)
-        if not self.lr > 0:
-            raise ConfigError(f"lr: {self.lr} must be > 0")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr: {self.lr} must be a finite number > 0")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ConfigError(f"weight_decay: {self.weight_decay} must be a finite number >= 0")
         if self.batch_size < 1 or self.epochs < 0 or self.limit < 0 or self.threads < 0:
             raise ConfigError("batch_size must be >= 1; epochs, limit and threads >= 0")
         if not 0.0 < self.threshold < 1.0:

@@ -158,7 +158,7 @@ class Gym:
         self.epoch = 0
         if checkpoint is not None:
             ckpt_io.require_single(checkpoint, "training or evaluating in the Gym")
-            ckpt_io.check_labels(checkpoint, self.labels, "the checkpoint")
+            ckpt_io.check_labels(checkpoint, self.labels, "the data")
             self.model.load_state_dict(checkpoint["model_state"])
             if checkpoint.get("optimizer_state"):
                 self.optimizer.load_state_dict(checkpoint["optimizer_state"])

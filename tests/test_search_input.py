@@ -1,0 +1,70 @@
+"""Bad search input is refused by the CLI before Ray starts (issue 12, items 4, 9, 10, 11, 12), in process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from search.cli import main
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.mark.parametrize("option, value", [("--epochs", "0"), ("--grace-period", "0"), ("--concurrency", "-1"),
+                                           ("--time-budget", "0"), ("--trials", "0"), ("--limit", "-5"),
+                                           ("--max-failures", "-1"), ("--cpus-per-trial", "0")])
+def test_item10_out_of_range_search_options_are_refused_with_the_range(option, value, synth_dir):
+    result = run("search", "--data", str(synth_dir), option, value, "--no-track")
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output and ("x>=" in result.output or "x>" in result.output)
+
+
+def test_item10_an_infinite_learning_rate_is_refused_by_the_config(synth_dir, tmp_path):
+    result = run("train", "--data", str(synth_dir), "--out", str(tmp_path / "r"), "--lr", "inf", "--no-track")
+    assert result.exit_code == 1 and "lr: inf must be a finite number > 0" in result.output
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a/b", ".hidden", "sp ace", ""])
+def test_item9_a_search_name_must_be_one_safe_folder_name(name, synth_dir, labeltune_home):
+    result = run("search", "--data", str(synth_dir), "--name", name, "--no-track")
+    assert result.exit_code == 1, result.output
+    assert "--name" in result.output and "letters, digits" in result.output
+    assert not (labeltune_home / "runs").exists() or not any((labeltune_home / "runs").iterdir())
+
+
+@pytest.mark.parametrize("key, value", [("split_seed", [0, 1, 2]), ("seed", 3), ("epochs", [1, 2])])
+def test_item4_a_space_file_cannot_override_what_the_search_fixes(key, value, synth_dir, tmp_path):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"preset": "quick", key: value}))
+    result = run("search", "--data", str(synth_dir), "--space", str(space), "--no-track")
+    assert result.exit_code == 1
+    assert f"{space}: {key}: fixed by the search" in result.output
+
+
+def test_item11_resume_refuses_options_it_would_ignore(labeltune_home):
+    result = run("search", "--resume", "s1", "--trials", "3", "--epochs", "2", "--data", "other")
+    assert result.exit_code == 2
+    assert "--data, --trials, --epochs cannot change it" in result.output
+
+
+def test_item12_eval_names_the_labels_only_in_the_data(synth_dir, tmp_path):
+    import shutil
+
+    from trainable.config import TrainConfig
+    from trainable.data import decode, load
+    from trainable.gym import Gym
+
+    dataset = load(synth_dir)
+    cfg = TrainConfig(model="dummy", image_size=32, epochs=0, device="cpu", threads=1)
+    gym = Gym(cfg, decode(dataset, "rgb", progress=False), dataset.targets, dataset.labels)
+    gym.save(tmp_path / "c.pt", {})
+    other = tmp_path / "other"
+    shutil.copytree(synth_dir, other)
+    (other / "annotations" / "dog.txt").rename(other / "annotations" / "puppy.txt")
+    result = run("eval", "--checkpoint", str(tmp_path / "c.pt"), "--data", str(other))
+    assert result.exit_code == 1
+    assert "only in the checkpoint: dog" in result.output and "only in the data: puppy" in result.output

@@ -68,3 +68,16 @@ def test_item12_eval_names_the_labels_only_in_the_data(synth_dir, tmp_path):
     result = run("eval", "--checkpoint", str(tmp_path / "c.pt"), "--data", str(other))
     assert result.exit_code == 1
     assert "only in the checkpoint: dog" in result.output and "only in the data: puppy" in result.output
+
+
+def test_item8_an_empty_split_is_refused_before_any_epoch(synth_dir, tmp_path, labeltune_home):
+    result = run("train", "--data", str(synth_dir), "--out", str(tmp_path / "r"), "--model", "dummy", "--limit", "3",
+                 "--no-track")
+    assert result.exit_code == 1
+    assert "the val split is empty (3 images split into train 2, val 0, test 1" in result.output
+    assert not (tmp_path / "r" / "checkpoint.pt").exists(), "an epoch ran"
+    result = run("train", "--data", str(synth_dir), "--out", str(tmp_path / "r"), "--model", "dummy",
+                 "--split-fractions", "0.9,0,0.1", "--no-track")
+    assert result.exit_code == 1 and "the val split is empty" in result.output
+    result = run("search", "--data", str(synth_dir), "--limit", "3", "--no-track", "--name", "tiny")
+    assert result.exit_code == 1 and "3 images split into train 2, val 0, test 1" in result.output

@@ -313,6 +313,10 @@ def train(data_dir, out, resume, no_track, tracking_uri, skip_bad_images, **opti
     bar = tqdm(total=n_train, desc=f"epoch {gym.epoch + 1}/{cfg.epochs}", unit="img", leave=False)
     try:
         gym.fit(report, on_batch=on_batch)
+    except ValueError as exc:  # an empty split, found before the first epoch
+        if tracker:
+            tracker.finish("FAILED", [])
+        raise click.ClickException(str(exc))
     except TrialDiverged as exc:
         if tracker:
             tracker.finish("FAILED", [])
@@ -398,7 +402,10 @@ def eval_cmd(checkpoint_path, data_dir, split, out, device, skip_bad_images):
         raise click.ClickException(str(exc))
     import numpy as np
 
-    metrics = gym.evaluate(split, threshold=np.asarray(ckpt["thresholds"], dtype=np.float32))
+    try:
+        metrics = gym.evaluate(split, threshold=np.asarray(ckpt["thresholds"], dtype=np.float32))
+    except ValueError as exc:  # an empty split
+        raise click.ClickException(str(exc))
     click.echo(metrics_table(metrics, dataset.labels, split))
     click.echo(baseline_table(metrics, dataset.targets[:len(gym.splits["all"])], gym.splits, dataset.labels, split)[0])
     out = Path(out).resolve() if out else Path(checkpoint_path).resolve().parent

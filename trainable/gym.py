@@ -241,6 +241,11 @@ class Gym:
 
     def fit(self, report: Report | None = None, on_batch: Callable[[int, torch.Tensor], None] | None = None) -> list[dict]:
         """Train until cfg.epochs, validating and reporting once per epoch; returns the history."""
+        for split in ("train", "val"):
+            if self.epoch < self.cfg.epochs and len(self.splits[split]) == 0:
+                sizes = ", ".join(f"{name} {len(self.splits[name])}" for name in ("train", "val", "test"))
+                raise ValueError(f"the {split} split is empty ({len(self.splits['all'])} images split into {sizes} "
+                                 f"by split_fractions {list(self.cfg.split_fractions)}): nothing to train or validate on")
         history = []
         for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
             metrics = {"epoch": epoch, **self.train_one_epoch(epoch, on_batch), **self.evaluate("val")}

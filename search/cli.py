@@ -78,6 +78,12 @@ def search(data_dir, space, trials, epochs, time_budget_min, concurrency, gpus_p
             ))
     except (SearchError, SpaceError, DatasetError) as exc:
         raise click.ClickException(str(exc))
+    if result.interrupted:
+        if result.top:
+            print_summary(result)
+        click.echo(f"\nsearch {result.name} interrupted: {result.trials} trials so far; continue it with "
+                   f"labeltune search --resume {result.name}", err=True)
+        raise SystemExit(130)
     print_summary(result)
 
 

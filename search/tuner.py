@@ -103,6 +103,8 @@ class SearchResult:
     baselines: dict = field(default_factory=dict)
     """baseline/val/... and baseline/test/... of the search's split (trainable.baselines)"""
     baseline_rule: str = ""
+    interrupted: bool = False
+    """trials were left unfinished (Ctrl-C): `search --resume NAME` continues them"""
 
 
 # ---- resources -----------------------------------------------------------------
@@ -439,7 +441,15 @@ def resume_search(name: str, address: str | None = None, tracking_uri: str | Non
 def _finish(tuner, path: Path, record: dict, tracker, started: float) -> SearchResult:
     results = tuner.fit()
     summary = summarize(results)
-    record.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    # Tune returns normally after Ctrl-C (it saves its state first). Interrupted: a trial neither finished
+    # nor failed, or fewer trials than asked for while the time budget (if any) was not used up.
+    unfinished = len(results) - results.num_terminated - results.num_errors
+    options = record.get("options", {})
+    budget_s = (options.get("time_budget_min") or 0) * 60
+    short = len(results) < options.get("trials", 0) and (not budget_s or time.time() - started < budget_s)
+    summary.interrupted = unfinished > 0 or short
+    record.update(status="interrupted" if summary.interrupted else "finished",
+                  finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
                   best=summary.best_metrics.get(PRIMARY_METRIC), trials_done=summary.trials,
                   wall_s=record.get("wall_s", 0) + time.time() - started)
     write_record(path, record)

@@ -242,3 +242,39 @@ def test_unsatisfiable_resources_are_refused_with_the_cluster_resources(tmp_path
                    "--gpus-per-trial", "1", "--address", ray_address, "--no-track", check=False)
     assert proc.returncode == 1
     assert "no node of the cluster can run" in proc.stderr and "CPU 2" in proc.stderr
+
+
+@pytest.mark.timeout(450)
+def test_item1_ctrl_c_leaves_an_interrupted_search_that_says_how_to_resume(tmp_path, ray_address, synth_dir,
+                                                                           labeltune_home):
+    """Issue 12 item 1: SIGINT to the driver -> exit 130, record 'interrupted', a line naming the resume command."""
+    space = write_space(tmp_path, model=["cnn5"])
+    search_path = labeltune_home / "runs" / "s_int"
+    driver = subprocess.Popen(  # Popen from Python starts the child with SIGINT at its default
+        [str(BIN / "labeltune"), "search", "--data", str(synth_dir), "--space", str(space), "--trials", "8",
+         "--epochs", "3", "--concurrency", "1", "--grace-period", "3", "--name", "s_int", "--address", ray_address,
+         "--no-track"],
+        stdout=(tmp_path / "out").open("w"), stderr=(tmp_path / "err").open("w"), start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:  # interrupt once a trial has reported an epoch
+            rows = trial_rows(search_path) if search_path.exists() else {}
+            if any(rows.values()):
+                break
+            assert driver.poll() is None, "the search ended before it could be interrupted"
+            time.sleep(0.5)
+        else:
+            pytest.fail("no trial reported in time")
+        driver.send_signal(signal.SIGINT)
+        driver.wait(120)
+        stdout, stderr = (tmp_path / "out").read_text(), (tmp_path / "err").read_text()
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 130, stdout + stderr
+    assert "interrupted" in stderr and "labeltune search --resume s_int" in stderr
+    record = json.loads((search_path / "labeltune_search.json").read_text())
+    assert record["status"] == "interrupted"
+    out = run_cli("searches").stdout
+    assert "interrupted" in next(line for line in out.splitlines() if line.startswith("s_int"))

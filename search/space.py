@@ -147,16 +147,40 @@ def validate_space(space: dict[str, Any], where: str = "space") -> None:
     from trainable.getters import OPTIMIZERS
     from trainable.models import MODELS
 
+    from trainable.config import ConfigError
+    from trainable.getters import LOSSES
+
     fields = set(TrainConfig.__dataclass_fields__) - {"lr"}
     valid = fields | {f"lr_{name}" for name in OPTIMIZERS}
     for key, value in space.items():
         if key not in valid:
             raise SpaceError(f"{where}: unknown parameter {key!r}; valid: {', '.join(sorted(valid))}")
         if isinstance(value, dict):
-            if not {"low", "high"} <= set(value) or not float(value["low"]) <= float(value["high"]):
+            try:
+                low, high = float(value["low"]), float(value["high"])
+            except (KeyError, TypeError, ValueError):
+                raise SpaceError(f"{where}: {key}: a range needs numbers low and high, got {value}") from None
+            if not low <= high:
                 raise SpaceError(f"{where}: {key}: a range needs low <= high, got {value}")
-        elif isinstance(value, list) and not value:
-            raise SpaceError(f"{where}: {key}: an empty list of choices")
+            if value.get("log") and low <= 0:
+                raise SpaceError(f"{where}: {key}: a log range needs low > 0, got {value}")
+            candidates = [low, high]
+        elif isinstance(value, list):
+            if not value:
+                raise SpaceError(f"{where}: {key}: an empty list of choices")
+            candidates = value
+        else:
+            candidates = [value]
+        # Every choice and range end must be a value a trial accepts: refused now, not by every trial later.
+        field = "lr" if key.startswith("lr_") else key
+        for candidate in candidates:
+            try:
+                TrainConfig.from_dict({field: candidate})
+            except ConfigError as exc:
+                raise SpaceError(f"{where}: {key}: {exc}") from None
+    for loss in choices(space.get("loss", "bce")):
+        if loss not in LOSSES:
+            raise SpaceError(f"{where}: loss {loss!r} is not one of {', '.join(LOSSES)}")
     for model in choices(space.get("model", "cnn5")):
         if model not in MODELS:
             raise SpaceError(f"{where}: model {model!r} is not one of {', '.join(MODELS)}")

@@ -81,3 +81,21 @@ def test_item8_an_empty_split_is_refused_before_any_epoch(synth_dir, tmp_path, l
     assert result.exit_code == 1 and "the val split is empty" in result.output
     result = run("search", "--data", str(synth_dir), "--limit", "3", "--no-track", "--name", "tiny")
     assert result.exit_code == 1 and "3 images split into train 2, val 0, test 1" in result.output
+
+
+@pytest.mark.parametrize("key, value, what", [
+    ("color", ["grey"], "color: 'grey' is not one of rgb, gray"),
+    ("batch_size", [0], "batch_size must be >= 1"),
+    ("image_size", [48], "image_size: 48 is not one of 128, 64, 32"),
+    ("threshold", {"low": "abc", "high": 0.5}, "a range needs numbers low and high"),
+    ("lr_adamw", {"low": -1, "high": 1, "log": True}, "a log range needs low > 0"),
+    ("loss", ["bce", "focal"], "loss 'focal' is not one of"),
+])
+def test_item7_every_space_value_is_checked_when_the_space_loads(key, value, what, synth_dir, tmp_path,
+                                                                 labeltune_home):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"preset": "quick", key: value}))
+    result = run("search", "--data", str(synth_dir), "--space", str(space), "--no-track", "--name", "bad")
+    assert result.exit_code == 1, result.output
+    assert f"Error: {space}: " in result.output and what in result.output
+    assert "Traceback" not in result.output and not (labeltune_home / "runs" / "bad").exists()

@@ -99,3 +99,24 @@ def test_item7_every_space_value_is_checked_when_the_space_loads(key, value, wha
     assert result.exit_code == 1, result.output
     assert f"Error: {space}: " in result.output and what in result.output
     assert "Traceback" not in result.output and not (labeltune_home / "runs" / "bad").exists()
+
+
+def test_item13_a_dangling_link_is_named_as_one_and_a_tab_in_a_name_is_refused(synth_dir, tmp_path):
+    import shutil
+
+    from trainable.data import DatasetError, list_images, load
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data)
+    (data / "images" / "im201.jpg").symlink_to(tmp_path / "gone.jpg")
+    with pytest.raises(DatasetError, match=r"images/im201.jpg: a symbolic link to .*gone.jpg, which does not exist"):
+        load(data)
+    folder = tmp_path / "pred"
+    folder.mkdir()
+    shutil.copy(next((synth_dir / "test" / "images").glob("im*.jpg")), folder / "a\tb.jpg")
+    with pytest.raises(DatasetError, match="tab or line break"):
+        list_images(folder)
+    (folder / "a\tb.jpg").unlink()
+    (folder / "im7.jpg").symlink_to(tmp_path / "missing.jpg")
+    with pytest.raises(DatasetError, match="which does not exist"):
+        list_images(folder)

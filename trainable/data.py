@@ -161,11 +161,18 @@ def _rel(path: Path, root: Path) -> str:
 # ---------------------------------------------------------------- reading the layout
 
 
+def _refuse_dangling(entry: os.DirEntry, shown: Path) -> None:
+    """A symbolic link whose target is missing is an error that says so (not 'not an image')."""
+    if entry.is_symlink() and not os.path.exists(entry.path):
+        raise DatasetError(f"{shown}: a symbolic link to {os.readlink(entry.path)}, which does not exist")
+
+
 def _list_course_images(images_dir: Path, root: Path) -> tuple[dict[int, Path], list[str]]:
     """im<N> image files by N, and the names of everything else in the folder."""
     found: dict[int, Path] = {}
     ignored: list[str] = []
     for entry in os.scandir(images_dir):
+        _refuse_dangling(entry, Path(_rel(images_dir / entry.name, root)))
         m = _NAME.fullmatch(entry.name)
         if not m or m.group(2).lower() not in IMAGE_SUFFIXES or int(m.group(1)) == 0 or not entry.is_file():
             ignored.append(entry.name)
@@ -469,6 +476,10 @@ def list_images(folder: str | os.PathLike) -> tuple[list[Path], int]:
         raise DatasetError(f"{folder}: no such folder")
     images, ignored = [], 0
     for entry in os.scandir(folder):
+        _refuse_dangling(entry, folder / entry.name)
+        if any(c in entry.name for c in "\t\n\r") and Path(entry.name).suffix.lower() in PREDICT_SUFFIXES:
+            raise DatasetError(f"{folder / entry.name!r}: a tab or line break in the file name would break the "
+                               f"prediction TSV's columns; rename the file")
         if entry.is_file() and Path(entry.name).suffix.lower() in PREDICT_SUFFIXES and not entry.name.startswith("."):
             images.append(Path(entry.path).absolute())
         else:

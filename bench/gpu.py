@@ -41,7 +41,7 @@ import numpy as np
 
 from common import (CEILING_MODEL, PERF_ANCHOR, bench_root, ceiling_from_log, epoch_clock, load_decoded, log, ratio,
                     read_ceiling,
-                    synth_dataset, table, usable_pretrained, use_bench_decode_cache, write_results)
+                    synth_dataset, table, use_bench_decode_cache, write_results)
 
 SECTIONS = ("ceiling", "trial", "packed", "search_small", "headline")
 BUDGET_S = {"ceiling": 120, "trial": 40, "packed": 45, "search_small": 100, "headline": 130}
@@ -215,14 +215,15 @@ def run_search(name: str, space: dict, data, dataset, args, *, trials: int, epoc
                gpus_per_trial: float | None, storage: Path, pretrained: tuple) -> dict:
     """labeltune's build_tuner with tracking off and a driver-side epoch clock; Tune stops at `seconds`."""
     from search.pruning import CheckpointPruner
+    from search.record import SearchRecord
     from search.tuner import SearchOptions, build_tuner
     from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
 
     opts = SearchOptions(data=str(dataset.root), space="bench", trials=trials, epochs=epochs, seed=0,
                          track=False, verbose=False, storage=str(storage), gpus_per_trial=gpus_per_trial,
                          time_budget_min=seconds / 60)
-    record = {"name": name, "storage": str(storage), "space": space, "pretrained_models": list(pretrained),
-              "constants": {"epochs": epochs, "split_seed": 0, "seed": 0}}
+    record = SearchRecord(name=name, storage=str(storage), space=space, pretrained_models=list(pretrained),
+                          constants={"epochs": epochs, "split_seed": 0, "seed": 0})
     clock = epoch_clock()
     tuner = build_tuner(opts, record, data, [CheckpointPruner(PRIMARY_METRIC, PRIMARY_MODE), clock])
     t0 = time.time()
@@ -295,11 +296,12 @@ def course_seconds(model: str, epochs: int, n_train: int, ceiling: dict) -> floa
 
 def section_headline(data, dataset, args, ceiling: dict, seconds: float, storage: Path) -> dict:
     from search import space as spaces
+    from trainable.models import pretrained_available
 
     space = spaces.load_space("default")
     if args.dry_run:
         space.update(image_size=args.search_image_size)
-    pretrained = usable_pretrained()
+    pretrained = pretrained_available()  # efficientnet_lite0 only with its weights package
     run = run_search("headline", space, data, dataset, args, trials=args.headline_trials,
                      epochs=args.headline_epochs, seconds=seconds, gpus_per_trial=None, storage=storage,
                      pretrained=pretrained)

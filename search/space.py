@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from trainable.config import TrainConfig
+from trainable.errors import LabeltuneError
+from trainable.models import MODEL_SPECS
 
 OPTIMIZER_LR = {
     "adamw": {"low": 1e-5, "high": 1e-2, "log": True},
@@ -42,7 +44,8 @@ OPTIMIZER_LR = {
     "sgd": {"low": 1e-3, "high": 0.3, "log": True},
     "adadelta": {"low": 0.05, "high": 1.0, "log": True},
 }
-SMALL_CNNS = ("dummy", "cnn3bn", "cnn4", "cnn5")
+SMALL_CNNS = tuple(name for name, spec in MODEL_SPECS.items() if spec.weights == "none")
+"""the small models trained from scratch; only their trials suggest `width` (dummy's ignores it)"""
 ASL_KNOBS = {
     "asl_gamma_neg": {"low": 1.0, "high": 6.0},
     "asl_gamma_pos": {"low": 0.0, "high": 2.0},
@@ -107,7 +110,7 @@ SEARCH_CONSTANTS = frozenset({"epochs", "seed", "split_seed", "split_fractions",
 """TrainConfig fields the search fixes for all trials, so that they are ranked on one split and budget"""
 
 
-class SpaceError(ValueError):
+class SpaceError(LabeltuneError, ValueError):
     """A space file or preset that cannot be used."""
 
 
@@ -215,6 +218,9 @@ def define_by_run(trial, space: dict[str, Any], constants: dict[str, Any], pretr
     """Optuna define-by-run: suggest each parameter, conditional ones only where they apply.
 
     Returns the whole trial config (constants + choices); Tune merges it with what Optuna captured.
+    `pretrained` is true for the models in `pretrained_models`, the search record's list of the
+    models that trainable.models.pretrained_by_default held for when the search started: a resumed
+    search keeps that choice whatever weights this machine has.
     """
     chosen = {
         "model": _suggest(trial, "model", space.get("model", "cnn5")),

@@ -40,6 +40,7 @@ from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH,
 from ray.tune import Callback
 
 from trainable import plots, store
+from trainable.errors import LabeltuneError, first_line
 from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ PLAIN_METRICS = ("epoch", "img_per_s", "time_total_s")
 """result keys without a '/' that are logged too; every numeric '<split>/<name>' key is logged"""
 
 
-class TrackingUnavailable(Exception):
+class TrackingUnavailable(LabeltuneError):
     """The MLflow store cannot be reached or written; the message names the URI."""
 
 
@@ -70,7 +71,7 @@ def _guarded(hook: Callable) -> Callable:
             self._warned.add(hook.__name__)
             # The traceback once per hook: a store that went away would otherwise flood the log.
             log.warning("MLflow tracking (%s) failed in %s: %s: %s; the search goes on",
-                        self.tracking_uri, hook.__name__, type(e).__name__, _first_line(str(e)), exc_info=first)
+                        self.tracking_uri, hook.__name__, type(e).__name__, first_line(str(e)), exc_info=first)
             return None
 
     return wrapper
@@ -142,7 +143,7 @@ class MLflowTracker(Callback):
         last[run_id] = step
         now = int(time.time() * 1000)
         metrics = [Metric(key, float(value), now, step) for key, value in result.items()
-                   if ("/" in key or key in PLAIN_METRICS) and _is_number(value)]
+                   if ("/" in key or key in PLAIN_METRICS) and is_number(value)]
         tags = {}
         for key, tag in (("node_id", "labeltune.node_id"), ("hostname", "labeltune.hostname")):
             if result.get(key) is not None:
@@ -320,7 +321,7 @@ def check_store(tracking_uri: str, timeout_s: float = 10) -> None:
     try:
         mlflow.MlflowClient(uri).search_experiments(max_results=1)
     except Exception as e:  # noqa: BLE001 - any failure here means the store is unusable; say so with the URI
-        raise TrackingUnavailable(f"MLflow store {uri} is not usable: {type(e).__name__}: {_first_line(str(e))}") from e
+        raise TrackingUnavailable(f"MLflow store {uri} is not usable: {type(e).__name__}: {first_line(str(e))}") from e
     finally:
         for key, value in saved.items():
             if value is None:
@@ -425,7 +426,8 @@ def _config_params(config: dict, prefix: str = "") -> dict[str, str]:
     return params
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A real number worth logging as a metric (not a bool, numpy's included)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_"
 
 
@@ -455,6 +457,3 @@ def _error_summary(text: str) -> str:
             return "\n".join(tail)[:MAX_TAG_VAL_LENGTH]
     return lines[0][:MAX_TAG_VAL_LENGTH]
 
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")

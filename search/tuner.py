@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
-import re
 import socket
 import sys
 import time
@@ -30,63 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from search import space as spaces
+from search.options import SearchError, SearchOptions
+from search.record import SearchRecord, exists, search_dir
 from trainable import store
 from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
 
 log = logging.getLogger(__name__)
+from trainable.models import MODEL_SPECS  # noqa: E402
 
-from search.catalog import RECORD
-GPU_SHARE = {"dummy": 0.25, "cnn3bn": 0.25, "cnn4": 0.25, "cnn5": 0.25,
-             "efficientnet_lite0": 0.5, "resnet18": 1.0, "resnet50": 1.0}
-"""GPU fraction per trial by model when --gpus-per-trial is not given: small CNNs pack 4 to a GPU."""
-
-
-class SearchError(RuntimeError):
-    """A search that cannot start or resume; the message says why."""
-
-
-@dataclass
-class SearchOptions:
-    data: str
-    """dataset folder in the course layout"""
-    space: str = "default"
-    """preset name or YAML/JSON file"""
-    trials: int = 16
-    """number of trials (Tune's num_samples)"""
-    epochs: int = 5
-    """maximum epochs per trial (ASHA's max_t)"""
-    time_budget_min: float | None = None
-    """stop starting trials after this many minutes"""
-    concurrency: int = 0
-    """maximum trials at once (0 = as many as the resources allow)"""
-    gpus_per_trial: float | None = None
-    """fixed GPU share per trial (default: by model, see GPU_SHARE)"""
-    cpus_per_trial: float | None = None
-    """fixed CPUs per trial (default 1)"""
-    address: str | None = None
-    """None: start a local Ray; 'auto' or host:port: join a cluster"""
-    name: str | None = None
-    """search name (default search-<date>-<time>)"""
-    seed: int = 0
-    """seed of the TPE sampler and of every trial's initialisation"""
-    split_seed: int = 0
-    """train/val/test split shared by all trials"""
-    track: bool = True
-    """log to MLflow"""
-    tracking_uri: str | None = None
-    """MLflow tracking URI (default sqlite under $LABELTUNE_HOME/mlruns)"""
-    storage: str | None = None
-    """where searches live: an absolute path or a URI every node reaches"""
-    grace_period: int = 1
-    """ASHA: epochs every trial gets before it can be stopped"""
-    max_failures: int = 1
-    """retries of a trial whose worker died (node lost)"""
-    limit: int = 0
-    """use only the first N images (debugging)"""
-    skip_bad_images: bool = False
-    """skip unreadable images instead of stopping"""
-    verbose: bool = True
-    """print the live trial table"""
+GPU_SHARE = {name: spec.gpu_share for name, spec in MODEL_SPECS.items()}
+"""GPU fraction per trial by model when --gpus-per-trial is not given (ModelSpec.gpu_share: small CNNs pack 4 to a GPU)."""
 
 
 @dataclass
@@ -175,60 +126,11 @@ def init_ray(address: str | None) -> None:
         ray.init(include_dashboard=False, **kwargs)
 
 
-def pretrained_available() -> tuple[str, ...]:
-    """Backbones whose ImageNet weights are here: efficientnet_lite0 via its package, resnets if in the hub cache."""
-    import torch
-
-    from trainable.models import PretrainedWeightsMissing, efficientnet_lite0_weights_path
-
-    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-    found = []
-    try:
-        if efficientnet_lite0_weights_path().is_file():
-            found.append("efficientnet_lite0")
-    except (ImportError, PretrainedWeightsMissing):
-        pass  # its weights package is missing: efficientnet_lite0 trains from scratch
-    for model, files in {"resnet18": ["resnet18-f37072fd.pth"],
-                         "resnet50": ["resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth"]}.items():
-        if any((checkpoints / f).is_file() for f in files):
-            found.append(model)
-    return tuple(found)
+# re-exported: run_search records it as the search's pretrained_models (trainable.models.pretrained_by_default)
+from trainable.models import pretrained_available  # noqa: E402,F401
 
 
-# ---- the record of a search ----------------------------------------------------
-
-
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-"""a search name is one path component: letters, digits, '_', '.', '-'"""
-
-
-def check_name(name: str) -> None:
-    """Refuse a search name that is not a single safe folder name (it becomes runs/<name>/)."""
-    if not NAME_PATTERN.match(name):
-        raise SearchError(f"--name {name!r}: use up to 100 letters, digits, '_', '.' and '-', "
-                          f"starting with a letter or digit (it names the folder runs/<name>)")
-
-
-def search_dir(name: str, storage: str | None = None) -> Path:
-    """Where search `name` lives: `<storage>/<name>`, by default `$LABELTUNE_HOME/runs/<name>`."""
-    check_name(name)
-    if storage and "://" in storage:
-        # The record, resume and promotion read this folder with local file APIs: a URI would silently
-        # land on the driver's disk. Clusters mount shared storage (NFS/EFS) and pass its path.
-        raise SearchError(f"--storage {storage}: URIs are not supported yet; mount the shared storage on every "
-                          f"node (NFS, EFS, s3fs) and pass the mounted path")
-    return Path(storage).resolve() / name if storage else store.runs_dir() / name
-
-
-def read_record(path: Path) -> dict:
-    record_file = Path(path) / RECORD
-    if not record_file.is_file():
-        raise SearchError(f"{path}: no search found here (no {RECORD})")
-    return json.loads(record_file.read_text())
-
-
-def write_record(path: Path, record: dict) -> None:
-    store.write_json(path / RECORD, record)
+# ---- provenance ----------------------------------------------------------------
 
 
 def git_commit() -> str | None:
@@ -279,7 +181,7 @@ def search_baselines(data, split_seed: int) -> tuple[str, dict]:
     return base.describe(), figures
 
 
-def build_tuner(opts: SearchOptions, record: dict, trial_data, callbacks: list, restore_path: Path | None = None, *,
+def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks: list, restore_path: Path | None = None, *,
                 sampler=None, scheduler=None, baseline_points: bool = True):
     """The Tuner: OptunaSearch (TPE) + ASHA + per-model resources + checkpoints scored by PRIMARY_METRIC.
 
@@ -297,21 +199,21 @@ def build_tuner(opts: SearchOptions, record: dict, trial_data, callbacks: list, 
 
     use_gpu = cluster_has_gpu()
     resources = functools.partial(trial_resources, gpus=opts.gpus_per_trial, cpus=opts.cpus_per_trial, use_gpu=use_gpu)
-    trainable = tune.with_resources(make_trainable(trial_data), resources)
+    trainable = tune.with_resources(make_trainable(trial_data, spaces.to_train_config), resources)
     if restore_path is not None:
         tuner = tune.Tuner.restore(str(restore_path), trainable=trainable, resume_unfinished=True, resume_errored=True)
         # Tune restores the callbacks pickled at the start; give this driver fresh ones (its tracking URI).
         tuner._local_tuner.get_run_config().callbacks = callbacks
         return tuner
 
-    space = record["space"]
-    points = spaces.points_to_evaluate(space, tuple(record["pretrained_models"])) if baseline_points else []
+    space = record.space
+    points = spaces.points_to_evaluate(space, tuple(record.pretrained_models)) if baseline_points else []
     if sampler is None:
         # Optuna's default of 10 random start-up trials would make a 16-trial search mostly random.
         startup = max(2, min(10, opts.trials // 4))
         sampler = TPESampler(seed=opts.seed, n_startup_trials=startup, multivariate=True, group=True)
     searcher = OptunaSearch(
-        space=spaces.make_define_by_run(space, record["constants"], tuple(record["pretrained_models"])),
+        space=spaces.make_define_by_run(space, record.constants, tuple(record.pretrained_models)),
         metric=PRIMARY_METRIC, mode=PRIMARY_MODE,  # a define-by-run space leaves Tune's param_space empty
         points_to_evaluate=points or None, sampler=sampler,
     )
@@ -331,7 +233,7 @@ def build_tuner(opts: SearchOptions, record: dict, trial_data, callbacks: list, 
             time_budget_s=opts.time_budget_min * 60 if opts.time_budget_min else None,
         ),
         run_config=tune.RunConfig(
-            name=record["name"], storage_path=record["storage"], callbacks=callbacks, verbose=0,
+            name=record.name, storage_path=record.storage, callbacks=callbacks, verbose=0,
             # Every checkpoint is kept while a trial runs; search.pruning keeps each finished trial's
             # best and latest (Tune's num_to_keep=2 can delete what a resume needs, see pruning.py).
             checkpoint_config=tune.CheckpointConfig(
@@ -341,7 +243,7 @@ def build_tuner(opts: SearchOptions, record: dict, trial_data, callbacks: list, 
     )
 
 
-def _callbacks(opts: SearchOptions, record: dict) -> tuple[list, Any]:
+def _callbacks(opts: SearchOptions, record: SearchRecord) -> tuple[list, Any]:
     from search.progress import LiveTable
     from search.pruning import CheckpointPruner
 
@@ -350,12 +252,12 @@ def _callbacks(opts: SearchOptions, record: dict) -> tuple[list, Any]:
     if opts.track:
         from search.tracking import MLflowTracker
 
-        tracker = MLflowTracker(store.tracking_uri(opts.tracking_uri), record["name"], parent_tags={
-            "data_fingerprint": record["data_fingerprint"], "data": record["data"],
-            "space": record["space_source"], "space_fingerprint": record["space_fingerprint"],
-            "budget": f"{opts.trials} trials x {opts.epochs} epochs", "command": record["command"],
-            "git_commit": record.get("git_commit") or "", "split_seed": str(opts.split_seed),
-        }, max_epochs=opts.epochs, parent_metrics=record.get("baselines", {}))
+        tracker = MLflowTracker(store.tracking_uri(opts.tracking_uri), record.name, parent_tags={
+            "data_fingerprint": record.data_fingerprint, "data": record.data,
+            "space": record.space_source, "space_fingerprint": record.space_fingerprint,
+            "budget": f"{opts.trials} trials x {opts.epochs} epochs", "command": record.command,
+            "git_commit": record.git_commit or "", "split_seed": str(opts.split_seed),
+        }, max_epochs=opts.epochs, parent_metrics=record.baselines)
         callbacks.append(tracker)
     if opts.verbose:
         callbacks.append(LiveTable(max_epochs=opts.epochs, trials=opts.trials))
@@ -374,87 +276,85 @@ def _check_tracking(opts: SearchOptions) -> None:
 
 def run_search(opts: SearchOptions) -> SearchResult:
     """Start a new search and run it to the end."""
+    opts.validate()
     name = opts.name if opts.name is not None else time.strftime("search-%Y%m%d-%H%M%S")
     space = spaces.load_space(opts.space)
     path = search_dir(name, opts.storage)
-    if (path / RECORD).exists():
+    if exists(path):
         raise SearchError(f"a search named {name} already exists in {path.parent}; use --resume {name} or another --name")
     _check_tracking(opts)
     dataset, data = load_trial_data(opts.data, opts.limit, opts.skip_bad_images)
     constants = {"epochs": opts.epochs, "split_seed": opts.split_seed, "seed": opts.seed}
-    pretrained = pretrained_available()
-    record = {
-        "name": name, "storage": str(path.parent), "data": str(Path(opts.data).resolve()),
-        "data_fingerprint": dataset.fingerprint, "labels": dataset.labels, "n_images": len(data.targets),
-        "split_seed": opts.split_seed, "space_source": opts.space, "space": space,
-        "space_fingerprint": spaces.fingerprint(space, constants), "constants": constants,
-        "pretrained_models": list(pretrained), "options": dataclasses.asdict(opts),
-        "command": " ".join(["labeltune", *sys.argv[1:]]) if sys.argv else "", "git_commit": git_commit(),
-        "host": socket.gethostname(), "driver_pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": "running",
-        "tracking_uri": store.tracking_uri(opts.tracking_uri) if opts.track else None,
-    }
-    record["baseline_rule"], record["baselines"] = search_baselines(data, opts.split_seed)
+    record = SearchRecord(
+        name=name, storage=str(path.parent), data=str(Path(opts.data).resolve()),
+        data_fingerprint=dataset.fingerprint, labels=dataset.labels, n_images=len(data.targets),
+        split_seed=opts.split_seed, space_source=opts.space, space=space,
+        space_fingerprint=spaces.fingerprint(space, constants), constants=constants,
+        pretrained_models=list(pretrained_available()), options=dataclasses.asdict(opts),
+        command=" ".join(["labeltune", *sys.argv[1:]]) if sys.argv else "", git_commit=git_commit(),
+        host=socket.gethostname(), driver_pid=os.getpid(), started=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        tracking_uri=store.tracking_uri(opts.tracking_uri) if opts.track else None,
+    )
+    record.baseline_rule, record.baselines = search_baselines(data, opts.split_seed)
     init_ray(opts.address)
     trial_slots(spaces.choices(space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())  # or refuse
-    write_record(path, record)
+    record.write()
     callbacks, tracker = _callbacks(opts, record)
     tuner = build_tuner(opts, record, data, callbacks)
-    return _finish(tuner, path, record, tracker, time.time())
+    return _finish(tuner, record, tracker, time.time())
 
 
 def resume_search(name: str, address: str | None = None, tracking_uri: str | None = None,
                   storage: str | None = None, space: str | None = None, verbose: bool = True) -> SearchResult:
     """Continue an interrupted search: unfinished and errored trials resume, finished ones are kept."""
     path = search_dir(name, storage)
-    record = read_record(path)
-    opts = SearchOptions(**{**record["options"], "verbose": verbose})
+    record = SearchRecord.read(path)
+    opts = SearchOptions(**{**record.options, "verbose": verbose})
     if tracking_uri:
         opts.tracking_uri = tracking_uri
     if address:
         opts.address = address
     # The recorded space, not the preset re-read by name: editing a preset must not strand a search.
-    now_space = spaces.load_space(space) if space else record["space"]
-    if spaces.fingerprint(now_space, record["constants"]) != record["space_fingerprint"]:
+    now_space = spaces.load_space(space) if space else record.space
+    if spaces.fingerprint(now_space, record.constants) != record.space_fingerprint:
         raise SearchError(
-            f"the search space of {name} changed since it started ({record['space_source']}); Optuna cannot "
+            f"the search space of {name} changed since it started ({record.space_source}); Optuna cannot "
             f"change a study's choices: start a new search instead"
         )
     _check_tracking(opts)
-    dataset, data = load_trial_data(record["data"], opts.limit, opts.skip_bad_images)
-    if dataset.fingerprint != record["data_fingerprint"]:
+    dataset, data = load_trial_data(record.data, opts.limit, opts.skip_bad_images)
+    if dataset.fingerprint != record.data_fingerprint:
         raise SearchError(
-            f"the data in {record['data']} changed since {name} started (fingerprint {dataset.fingerprint[:12]} "
-            f"!= {record['data_fingerprint'][:12]}); its trials would not compare: start a new search"
+            f"the data in {record.data} changed since {name} started (fingerprint {dataset.fingerprint[:12]} "
+            f"!= {record.data_fingerprint[:12]}); its trials would not compare: start a new search"
         )
     init_ray(opts.address)
     # The cluster may have changed since the start: refuse trials no node can run, as a new search does.
-    trial_slots(spaces.choices(record["space"]["model"]), opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())
-    record["status"] = "running"
-    record["resumed"] = record.get("resumed", 0) + 1
-    record["driver_pid"] = os.getpid()
-    write_record(path, record)
+    trial_slots(spaces.choices(record.space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())
+    record.status, record.resumed, record.driver_pid = "running", record.resumed + 1, os.getpid()
+    record.storage = str(path.parent)  # where it was found now (a moved --storage)
+    record.write()
     callbacks, tracker = _callbacks(opts, record)
     tuner = build_tuner(opts, record, data, callbacks, restore_path=path)
-    return _finish(tuner, path, record, tracker, time.time())
+    return _finish(tuner, record, tracker, time.time())
 
 
-def _finish(tuner, path: Path, record: dict, tracker, started: float) -> SearchResult:
+def _finish(tuner, record: SearchRecord, tracker, started: float) -> SearchResult:
     results = tuner.fit()
     summary = summarize(results)
     # Tune returns normally after Ctrl-C (it saves its state first). Interrupted: a trial neither finished
     # nor failed, or fewer trials than asked for while the time budget (if any) was not used up.
     unfinished = len(results) - results.num_terminated - results.num_errors
-    options = record.get("options", {})
-    budget_s = (options.get("time_budget_min") or 0) * 60
-    short = len(results) < options.get("trials", 0) and (not budget_s or time.time() - started < budget_s)
+    budget_s = (record.options.get("time_budget_min") or 0) * 60
+    short = len(results) < record.options.get("trials", 0) and (not budget_s or time.time() - started < budget_s)
     summary.interrupted = unfinished > 0 or short
-    record.update(status="interrupted" if summary.interrupted else "finished",
-                  finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                  best=summary.best_metrics.get(PRIMARY_METRIC), trials_done=summary.trials,
-                  wall_s=record.get("wall_s", 0) + time.time() - started)
-    write_record(path, record)
-    summary.name, summary.path = record["name"], str(path)
-    summary.baselines, summary.baseline_rule = record.get("baselines", {}), record.get("baseline_rule", "")
+    record.status = "interrupted" if summary.interrupted else "finished"
+    record.finished, record.trials_done = time.strftime("%Y-%m-%dT%H:%M:%S"), summary.trials
+    record.best = summary.best_metrics.get(PRIMARY_METRIC)
+    record.wall_s += time.time() - started
+    record.write()
+    summary.name, summary.path = record.name, str(record.path)
+    summary.baselines, summary.baseline_rule = record.baselines, record.baseline_rule
     if tracker is not None:
         summary.parent_run_id, summary.tracking_uri = tracker.parent_run_id, tracker.tracking_uri
     return summary

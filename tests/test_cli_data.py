@@ -116,7 +116,7 @@ def test_data_check_imports_no_heavy_framework(synth_dir, env):
     code = ("import sys, atexit\n"
             "atexit.register(lambda: print('HEAVY', sorted(m for m in ('torch', 'ray', 'mlflow', 'optuna') "
             "if m in sys.modules), file=sys.stderr))\n"
-            "from trainable.cli import data\n"
+            "from search.cli.data import data\n"
             f"data(['check', {str(synth_dir)!r}])\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=120)

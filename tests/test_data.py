@@ -438,7 +438,7 @@ def test_image_dataset_gives_float_images_targets_and_ids(tmp_path):
 
 
 def test_importing_the_data_layer_does_not_import_torch():
-    code = ("import sys, trainable.data, trainable.cli; "
+    code = ("import sys, trainable.data, search.cli; "
             "heavy = [m for m in ('torch', 'ray', 'mlflow', 'optuna', 'matplotlib') if m in sys.modules]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -185,7 +185,7 @@ def test_pred_cli_labels_images_with_an_ensemble(ensemble_path, tmp_path):
 
 
 def test_eval_scores_an_ensemble_on_the_members_split(ensemble_path, synth_dir, tmp_path):
-    from trainable.cli import eval_cmd
+    from search.cli.trial import eval_cmd
 
     result = CliRunner().invoke(eval_cmd, ["--checkpoint", str(ensemble_path), "--data", str(synth_dir),
                                            "--split", "test", "--out", str(tmp_path / "eval"), "--device", "cpu"])

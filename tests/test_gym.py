@@ -10,7 +10,8 @@ from trainable import checkpoint as ckpt_io
 from trainable import gym as gym_module
 from trainable.config import ConfigError, TrainConfig
 from trainable.data import decode, load
-from trainable.gym import CHECKPOINT_FILE, Gym, Predictor, TrialDiverged, augment, to_device_images
+from trainable.checkpoint import CHECKPOINT_FILE
+from trainable.gym import Gym, Predictor, TrialDiverged, augment, to_device_images
 from trainable.metrics import PRIMARY_METRIC
 
 pytestmark = pytest.mark.timeout(300)
@@ -85,14 +86,48 @@ def test_evaluate_in_uneven_batches_matches_one_batch(tiny, monkeypatch):
     """The loss is weighted by batch size and the probabilities keep the split's order."""
     dataset, images = tiny
     gym = Gym(small_cfg(epochs=1), images, dataset.targets, dataset.labels)
-    whole = gym.evaluate("val")
-    whole_probs = gym.last_collector.probs
+    whole = gym.evaluate_split("val")
     monkeypatch.setattr(gym_module, "EVAL_BATCH", 7)  # the val split is not a multiple of 7
     assert len(gym.split_index["val"]) % 7
-    batched = gym.evaluate("val")
-    assert batched["val/loss"] == pytest.approx(whole["val/loss"], rel=1e-5)
-    np.testing.assert_allclose(gym.last_collector.probs, whole_probs, rtol=1e-5, atol=1e-6)
-    assert batched["val/micro_f1"] == whole["val/micro_f1"]
+    batched = gym.evaluate_split("val")
+    assert batched.compute()["val/loss"] == pytest.approx(whole.compute()["val/loss"], rel=1e-5)
+    np.testing.assert_allclose(batched.probs, whole.probs, rtol=1e-5, atol=1e-6)
+    assert batched.compute()["val/micro_f1"] == whole.compute()["val/micro_f1"]
+    assert gym.evaluate("val") == batched.compute()
+
+
+def test_evaluate_split_gives_the_outputs_it_scored(tiny):
+    dataset, images = tiny
+    gym = Gym(small_cfg(epochs=1), images, dataset.targets, dataset.labels)
+    thresholds = np.linspace(0.3, 0.7, len(dataset.labels))
+    collector = gym.evaluate_split("test", thresholds)
+    probs, targets, loss = gym.outputs("test")
+    np.testing.assert_array_equal(collector.probs, probs)
+    np.testing.assert_array_equal(collector.targets, targets)
+    np.testing.assert_allclose(collector.threshold, thresholds)
+    assert collector.compute()["test/loss"] == pytest.approx(loss)
+
+
+def test_predictor_and_gym_share_one_inference_path(tiny, tmp_path, monkeypatch):
+    """Gym.outputs, Gym.predict and Predictor.probabilities all go through gym.batched_logits."""
+    dataset, images = tiny
+    gym = Gym(small_cfg(epochs=1), images, dataset.targets, dataset.labels)
+    gym.fit()
+    gym.save(tmp_path / CHECKPOINT_FILE, {})
+    predictor = Predictor(ckpt_io.load(tmp_path / CHECKPOINT_FILE), device="cpu")
+    calls = []
+    real = gym_module.batched_logits
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gym_module, "batched_logits", counting)
+    val, _, _ = gym.outputs("val")
+    val_images = images[gym.splits["val"]]
+    np.testing.assert_allclose(predictor.probabilities(val_images), val, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gym.predict(val_images)[0], val, rtol=1e-5, atol=1e-6)
+    assert len(calls) == 3
 
 
 def test_nan_loss_raises_trial_diverged_naming_the_epoch(tiny):

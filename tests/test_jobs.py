@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import run_cli
 
-from search import jobs
+from search.cli import jobs
 from search.cli import main
 
 

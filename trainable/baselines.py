@@ -25,6 +25,7 @@ import numpy as np
 from sklearn.metrics import log_loss
 
 from trainable.metrics import MetricsCollector
+from trainable.errors import LabeltuneError
 
 PREFIX = "baseline/"
 """every baseline metric key is `baseline/<split>/<metric>`"""
@@ -36,7 +37,7 @@ EPS = 1e-4
 """the prior is clipped to [EPS, 1 - EPS] so the log loss of a label never seen stays finite"""
 
 
-class BaselineError(ValueError):
+class BaselineError(LabeltuneError, ValueError):
     """Baselines cannot be computed (an empty split)."""
 
 

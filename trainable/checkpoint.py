@@ -1,6 +1,6 @@
 """Self-describing checkpoint files: one per trial epoch (`checkpoint.pt`), and ensembles.
 
-    save(dir / CHECKPOINT_NAME, model_state=model.state_dict(), optimizer_state=opt.state_dict(),
+    save(dir / CHECKPOINT_FILE, model_state=model.state_dict(), optimizer_state=opt.state_dict(),
          epoch=3, config=cfg.to_dict(), labels=labels, thresholds=[0.5] * len(labels),
          metrics=metrics, data_fingerprint=dataset.fingerprint)
     ckpt = load(path)                       # a dict; load(folder) reads folder/checkpoint.pt
@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from trainable import store
+from trainable.errors import LabeltuneError
 
 FORMAT_VERSION = 1
 """the layout `save` writes (a single checkpoint); bumped when that layout changes"""
@@ -52,8 +53,8 @@ READ_VERSIONS = (FORMAT_VERSION, ENSEMBLE_FORMAT_VERSION)
 """the format versions `load` reads; it refuses others"""
 KINDS = ("single", "ensemble")
 """the values of `kind(ckpt)`; a checkpoint without a `kind` key is single"""
-CHECKPOINT_NAME = "checkpoint.pt"
-"""the file name inside a checkpoint folder"""
+CHECKPOINT_FILE = "checkpoint.pt"
+"""the file name inside a checkpoint folder (a trial's, a promoted model's, `labeltune train --out`'s)"""
 KEYS = (
     "format_version", "model_state", "optimizer_state", "epoch", "config", "labels", "thresholds",
     "metrics", "data_fingerprint",
@@ -65,7 +66,7 @@ MEMBER_KEYS = ("model_state", "epoch", "config", "labels", "thresholds", "metric
 """the keys of each member dict of an ensemble (a single checkpoint less its optimizer state)"""
 
 
-class CheckpointError(Exception):
+class CheckpointError(LabeltuneError):
     """A checkpoint that cannot be used: missing, unreadable, of another version, or for other labels."""
 
 
@@ -180,7 +181,7 @@ def load(path: str | os.PathLike) -> dict:
     """Read a checkpoint written by `save` or `save_ensemble` (a folder means folder/checkpoint.pt), tensors on the CPU."""
     path = Path(path)
     if path.is_dir():
-        path = path / CHECKPOINT_NAME
+        path = path / CHECKPOINT_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:

@@ -14,12 +14,17 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from trainable.errors import LabeltuneError
+from trainable.fields import docs
 
-class ConfigError(ValueError):
+
+class ConfigError(LabeltuneError, ValueError):
     """A trial configuration that cannot run: unknown key or invalid value."""
 
 
-COLORS = ("rgb", "gray")
+COLOR_MODES = {"rgb": ("RGB", 3), "gray": ("L", 1)}
+"""color mode -> (PIL mode, channels): the one definition (data.py decodes with it; kept here, free of PIL and numpy)"""
+COLORS = tuple(COLOR_MODES)
 AUGMENTS = ("none", "flip", "flipcrop")
 POS_WEIGHTS = ("off", "auto")
 DEVICES = ("auto", "cpu", "cuda")
@@ -153,17 +158,4 @@ def field_doc(name: str) -> str:
     return _FIELD_DOCS.get(name, "")
 
 
-def _read_field_docs() -> dict[str, str]:
-    import ast
-    import inspect
-
-    tree = ast.parse(inspect.getsource(TrainConfig))
-    docs: dict[str, str] = {}
-    body = tree.body[0].body
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = str(nxt.value.value)
-    return docs
-
-
-_FIELD_DOCS = _read_field_docs()
+_FIELD_DOCS = docs(TrainConfig)

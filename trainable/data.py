@@ -43,6 +43,8 @@ import numpy as np
 from PIL import Image
 
 from trainable import store
+from trainable.config import COLOR_MODES
+from trainable.errors import LabeltuneError
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,6 @@ SIDE = 128
 """side of the decoded images"""
 RESAMPLE = Image.Resampling.BICUBIC
 """filter used to bring images of another size to SIDE x SIDE"""
-COLORS = {"rgb": ("RGB", 3), "gray": ("L", 1)}
-"""color mode -> (PIL mode, channels)"""
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 """image files `load` reads (named im<N> plus one of these)"""
 PREDICT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -66,7 +66,7 @@ images_decoded = 0
 """images decoded into arrays by this process (a cache hit adds nothing): for tests and logs"""
 
 
-class DatasetError(Exception):
+class DatasetError(LabeltuneError):
     """Input data that cannot be used; str() is one line `<file>:<line>: <what>` or `<file>: <what>`."""
 
 
@@ -387,7 +387,7 @@ def _to_8bit(img: Image.Image) -> Image.Image:
 
 def decode_image(path: str | os.PathLike, color: str = "rgb") -> np.ndarray:
     """One image as uint8 C x SIDE x SIDE: open, 16-bit to 8-bit, convert, resize with RESAMPLE."""
-    mode, _ = COLORS[color]
+    mode, _ = COLOR_MODES[color]
     with Image.open(path) as img:
         img.load()
         img = _to_8bit(img)
@@ -400,9 +400,9 @@ def decode_image(path: str | os.PathLike, color: str = "rgb") -> np.ndarray:
 
 
 def _check_color(color: str) -> int:
-    if color not in COLORS:
-        raise ValueError(f"color must be one of {sorted(COLORS)}, got {color!r}")
-    return COLORS[color][1]
+    if color not in COLOR_MODES:
+        raise ValueError(f"color must be one of {sorted(COLOR_MODES)}, got {color!r}")
+    return COLOR_MODES[color][1]
 
 
 def _decode_into(out: np.ndarray, paths: Sequence[Path], color: str, progress: bool) -> list[tuple[int, str]]:

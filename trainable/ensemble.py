@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from trainable import checkpoint as ckpt_io
+from trainable.config import ConfigError
 from trainable.data import split as split_indices
 from trainable.gym import Predictor, resolve_device
 from trainable.metrics import MetricsCollector
@@ -105,7 +106,7 @@ def evaluate_split(predictor: Predictor | EnsemblePredictor, images: np.ndarray,
     """
     indices = splits(predictor, len(targets))[split]
     if len(indices) == 0:
-        raise ValueError(f"the {split} split of {len(targets)} images is empty: nothing to score")
+        raise ConfigError(f"the {split} split of {len(targets)} images is empty: nothing to score")
     probs = predictor.probabilities(np.asarray(images[indices]))
     split_targets = np.asarray(targets[indices], dtype=np.float32)
     eps = 1e-7  # BCE of a probability of exactly 0 or 1 is infinite

@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from trainable.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -136,7 +138,7 @@ def get_loss(name: str, pos_weight: torch.Tensor | None = None, **options) -> nn
     options: asl's gamma_neg, gamma_pos and clip (AsymmetricLoss); the other losses ignore them.
     """
     if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
+        raise ConfigError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
     return LOSSES[name](pos_weight=pos_weight, **options)
 
 
@@ -144,7 +146,7 @@ def get_optimizer(name: str, params: Iterable, lr: float, weight_decay: float = 
                   momentum: float = 0.9) -> torch.optim.Optimizer:
     """The optimizer `name` of OPTIMIZERS over `params`."""
     if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
+        raise ConfigError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
     params = list(params)
     extra = {}
     if name in ("adam", "adamw") and params and all(p.is_cuda for p in params):

@@ -23,6 +23,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Callable
 
@@ -31,28 +32,27 @@ import torch
 import torch.nn.functional as F
 
 from trainable import checkpoint as ckpt_io
-from trainable.config import TrainConfig
+from trainable.checkpoint import CHECKPOINT_FILE  # noqa: F401  (re-exported: search/ imports it from here)
+from trainable.config import COLOR_MODES, ConfigError, TrainConfig
 from trainable.data import split as split_indices
+from trainable.errors import LabeltuneError
 from trainable.getters import get_loss, get_optimizer, pos_weight_from_targets
 from trainable.metrics import MetricsCollector
-from trainable.models import build_model
+from trainable.models import build_model, model_spec
 
 log = logging.getLogger(__name__)
 
 Report = Callable[[dict, "Path | None"], None]
 
-# Per-channel normalisation (ImageNet statistics: the pretrained backbones expect them).
-_MEAN = {"rgb": (0.485, 0.456, 0.406), "gray": (0.449,)}
-_STD = {"rgb": (0.229, 0.224, 0.225), "gray": (0.226,)}
 EVAL_BATCH = 512
-CHECKPOINT_FILE = "checkpoint.pt"
+"""images per forward pass when scoring or predicting (no gradients: bounded by activations only)"""
 
 # One device copy of the images per worker process, reused by the next trial on the
 # same data (Tune's reuse_actors keeps the process): key -> uint8 tensor on device.
 _DEVICE_DATA: dict[tuple, torch.Tensor] = {}
 
 
-class TrialDiverged(RuntimeError):
+class TrialDiverged(LabeltuneError, RuntimeError):
     """The training loss became NaN or infinite."""
 
 
@@ -60,7 +60,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA device")
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA device")
     return torch.device(name)
 
 
@@ -133,16 +133,10 @@ class Gym:
         self.splits = dict(zip(("train", "val", "test"), split_indices(n, cfg.split_fractions, cfg.split_seed)))
         self.splits["all"] = np.arange(n)
         self.split_index = {name: torch.as_tensor(idx, device=self.device) for name, idx in self.splits.items()}
-        channels = self.images.shape[1]
-        self.mean, self.std = normalisation(cfg.color, self.device)
+        self.mean, self.std = normalisation(cfg.model, cfg.color, self.device)
 
         torch.manual_seed(cfg.seed)
-        self.model = build_model(
-            cfg.model, len(self.labels), in_channels=channels, width=cfg.width,
-            pretrained=cfg.pretrained, weights=cfg.weights,
-        ).to(self.device)
-        if self.cuda:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = build_trial_model(cfg, self.labels, self.device)
         pos_weight = None
         if cfg.pos_weight == "auto" and cfg.loss == "bce":  # the only loss with positive weights
             train_targets = np.asarray(targets[:n])[self.splits["train"]]
@@ -218,33 +212,37 @@ class Gym:
         """(probabilities N x L, 0/1 targets N x L, mean loss) of one split, for scoring or threshold tuning."""
         indices = self.split_index[split]
         if len(indices) == 0:
-            raise ValueError(f"the {split} split of {len(self.splits['all'])} images is empty: nothing to score")
-        self.model.eval()
+            raise ConfigError(f"the {split} split of {len(self.splits['all'])} images is empty: nothing to score")
         probs, loss_sum = [], torch.zeros((), device=self.device)
-        for start in range(0, len(indices), EVAL_BATCH):
-            idx = indices[start : start + EVAL_BATCH]
-            with autocast(self.device):
-                logits = self.model(self._prepare(self.images[idx])).float()
+        for idx, logits in batched_logits(self.model, self.images, self.mean, self.std, indices):
             probs.append(torch.sigmoid(logits))  # stays on the device: one copy to the CPU at the end
             loss_sum += self.loss_fn(logits, self.targets[idx]) * len(idx)
         probs_np = torch.cat(probs).float().cpu().numpy()
         targets_np = self.targets[indices].to(torch.uint8).cpu().numpy()
         return probs_np, targets_np, float(loss_sum) / len(indices)
 
-    def evaluate(self, split: str = "val", threshold: float | np.ndarray | None = None) -> dict:
-        """Metrics of one split ('train', 'val', 'test' or 'all'), keys prefixed by the split."""
+    def evaluate_split(self, split: str = "val", threshold: float | np.ndarray | None = None) -> MetricsCollector:
+        """A MetricsCollector over one split, filled with the model's outputs (as trainable.ensemble.evaluate_split).
+
+        `collector.compute()` gives the metrics dict, `collector.probs` and `collector.targets` the
+        outputs for threshold tuning, `collector.threshold` the per-label thresholds it scored with
+        (`threshold`, default cfg.threshold).
+        """
         threshold = self.cfg.threshold if threshold is None else threshold
         collector = MetricsCollector(self.labels, threshold=threshold, prefix=split)
         collector.update(*self.outputs(split))
-        self.last_collector = collector
-        return collector.compute()
+        return collector
+
+    def evaluate(self, split: str = "val", threshold: float | np.ndarray | None = None) -> dict:
+        """Metrics of one split ('train', 'val', 'test' or 'all'), keys prefixed by the split."""
+        return self.evaluate_split(split, threshold).compute()
 
     def fit(self, report: Report | None = None, on_batch: Callable[[int, torch.Tensor], None] | None = None) -> list[dict]:
         """Train until cfg.epochs, validating and reporting once per epoch; returns the history."""
         for split in ("train", "val"):
             if self.epoch < self.cfg.epochs and len(self.splits[split]) == 0:
                 sizes = ", ".join(f"{name} {len(self.splits[name])}" for name in ("train", "val", "test"))
-                raise ValueError(f"the {split} split is empty ({len(self.splits['all'])} images split into {sizes} "
+                raise ConfigError(f"the {split} split is empty ({len(self.splits['all'])} images split into {sizes} "
                                  f"by split_fractions {list(self.cfg.split_fractions)}): nothing to train or validate on")
         history = []
         for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
@@ -297,11 +295,10 @@ def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Ten
     return x
 
 
-def normalisation(color: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std as 1 x C x 1 x 1 tensors on `device`."""
-    mean = torch.tensor(_MEAN[color], device=device)
-    std = torch.tensor(_STD[color], device=device)
-    return mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+def normalisation(model: str, color: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's per-channel input mean and std for `color` (its ModelSpec) as 1 x C x 1 x 1 tensors on `device`."""
+    mean, std = model_spec(model).normalisation(color)
+    return torch.tensor(mean, device=device).view(1, -1, 1, 1), torch.tensor(std, device=device).view(1, -1, 1, 1)
 
 
 def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -316,18 +313,44 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
-@torch.no_grad()
-def probabilities(model: torch.nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> np.ndarray:
-    """Sigmoid probabilities for uint8 images already on the model's device, batch by batch."""
+# ---- inference: the one path of the Gym and the Predictor ----------------------
+
+
+def build_trial_model(cfg: TrainConfig, labels: Sequence[str], device: torch.device) -> torch.nn.Module:
+    """The model `cfg` names (model, color, width, pretrained, weights) with one output per label, on `device`.
+
+    channels_last on CUDA: with bf16 autocast, the layout cuDNN's fastest convolutions want.
+    """
+    model = build_model(cfg.model, len(labels), in_channels=COLOR_MODES[cfg.color][1], width=cfg.width,
+                        pretrained=cfg.pretrained, weights=cfg.weights).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def batched_logits(model: torch.nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                   indices: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(positions, fp32 logits) of uint8 images on the model's device, EVAL_BATCH at a time, in order.
+
+    `indices` (on the same device) picks the images, default all of them; the positions of each
+    batch index `images`. Eval mode, no gradients, [0, 1] scaling and normalisation by (mean, std),
+    channels_last and bf16 autocast on CUDA: what scoring (Gym.outputs) and prediction share.
+    """
     model.eval()
     device = images.device
-    out = []
-    for start in range(0, len(images), EVAL_BATCH):
-        x = normalise(images[start : start + EVAL_BATCH].float().div_(255.0), mean, std, device.type == "cuda")
-        with autocast(device):
+    order = torch.arange(len(images), device=device) if indices is None else indices
+    for start in range(0, len(order), EVAL_BATCH):
+        idx = order[start : start + EVAL_BATCH]
+        x = normalise(images[idx].float().div_(255.0), mean, std, device.type == "cuda")
+        with torch.no_grad(), autocast(device):  # entered per batch: the caller's code runs outside both
             logits = model(x)
-        out.append(torch.sigmoid(logits.float()).cpu().numpy())
-    return np.concatenate(out)
+        yield idx, logits.float().detach()  # detached: a model may return a view of its parameters (dummy)
+
+
+def probabilities(model: torch.nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> np.ndarray:
+    """Sigmoid probabilities N x L for uint8 images already on the model's device (batched_logits)."""
+    probs = [torch.sigmoid(logits) for _, logits in batched_logits(model, images, mean, std)]
+    return torch.cat(probs).cpu().numpy()  # one copy to the CPU at the end
 
 
 class Predictor:
@@ -338,13 +361,9 @@ class Predictor:
         self.labels = list(checkpoint["labels"])
         self.thresholds = np.asarray(checkpoint["thresholds"], dtype=np.float32)
         self.device = resolve_device(device)
-        channels = 3 if self.cfg.color == "rgb" else 1
-        self.model = build_model(self.cfg.model, len(self.labels), in_channels=channels, width=self.cfg.width)
+        self.model = build_trial_model(self.cfg, self.labels, self.device)
         self.model.load_state_dict(checkpoint["model_state"])
-        self.model.to(self.device)
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.mean, self.std = normalisation(self.cfg.color, self.device)
+        self.mean, self.std = normalisation(self.cfg.model, self.cfg.color, self.device)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x C x 128 x 128 -> N x L probabilities."""

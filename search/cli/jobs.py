@@ -33,6 +33,9 @@ from typing import Any
 
 import click
 
+from search.cli.search import search as search_cmd
+from trainable.errors import first_line
+
 ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 """where --address comes from when it is not given, in this order"""
 UPLOAD_EXCLUDES = [".venv", ".git", "runs", "mlruns", "demo", "**/__pycache__", "*.npy", ".whl", ".bench"]
@@ -40,91 +43,90 @@ UPLOAD_EXCLUDES = [".venv", ".git", "runs", "mlruns", "demo", "**/__pycache__", 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
-def register(group: click.Group) -> None:
-    """Add submit / jobs / logs / stop to the `labeltune` group."""
-    search_cmd = group.commands.get("search")
+address_option = click.option(
+    "--address", default=None, metavar="URL",
+    help="the head's dashboard, http://HOST:8265 [default: $RAY_API_SERVER_ADDRESS, then $RAY_ADDRESS]")
 
-    address_option = click.option(
-        "--address", default=None, metavar="URL",
-        help="the head's dashboard, http://HOST:8265 [default: $RAY_API_SERVER_ADDRESS, then $RAY_ADDRESS]")
 
-    @group.command(context_settings={"ignore_unknown_options": True})
-    @address_option
-    @click.option("--working-dir", type=click.Path(exists=True, file_okay=False), default=None,
-                  help="upload this project folder and run it [default: the labeltune installed on the cluster]")
-    @click.option("--env", "env_vars", multiple=True, metavar="KEY=VALUE",
-                  help="environment variable for the job's driver and trials (repeatable)")
-    @click.argument("search_args", nargs=-1, type=click.UNPROCESSED)
-    def submit(address, working_dir, env_vars, search_args):
-        """Run `labeltune search SEARCH_ARGS` on a Ray cluster as a job; print its id and return.
+@click.command(context_settings={"ignore_unknown_options": True})
+@address_option
+@click.option("--working-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="upload this project folder and run it [default: the labeltune installed on the cluster]")
+@click.option("--env", "env_vars", multiple=True, metavar="KEY=VALUE",
+              help="environment variable for the job's driver and trials (repeatable)")
+@click.argument("search_args", nargs=-1, type=click.UNPROCESSED)
+def submit(address, working_dir, env_vars, search_args):
+    """Run `labeltune search SEARCH_ARGS` on a Ray cluster as a job; print its id and return.
 
-        Put `--` before the search options; paths in them are paths on the head node:
+    Put `--` before the search options; paths in them are paths on the head node:
 
-        \b
-          labeltune submit --address http://127.0.0.1:8265 -- --data /mnt/labeltune/data --trials 64
-        """
-        if search_cmd is not None:
-            check_search_args(search_cmd, search_args)
-        runtime_env = make_runtime_env(working_dir, env_vars)
-        client, url = connect(address)
-        entrypoint = search_entrypoint(search_args)
-        job_id = call(url, client.submit_job, entrypoint=entrypoint, runtime_env=runtime_env or None,
-                      metadata={"labeltune": "search"})
-        click.echo(job_id)
-        click.echo(f"follow:  labeltune logs {job_id} --follow --address {url}", err=True)
-        click.echo(f"stop:    labeltune stop {job_id} --address {url}", err=True)
+    \b
+      labeltune submit --address http://127.0.0.1:8265 -- --data /mnt/labeltune/data --trials 64
+    """
+    check_search_args(search_cmd, search_args)
+    runtime_env = make_runtime_env(working_dir, env_vars)
+    client, url = connect(address)
+    entrypoint = search_entrypoint(search_args)
+    job_id = call(url, client.submit_job, entrypoint=entrypoint, runtime_env=runtime_env or None,
+                  metadata={"labeltune": "search"})
+    click.echo(job_id)
+    click.echo(f"follow:  labeltune logs {job_id} --follow --address {url}", err=True)
+    click.echo(f"stop:    labeltune stop {job_id} --address {url}", err=True)
 
-    @group.command()
-    @address_option
-    def jobs(address):
-        """List the cluster's jobs: id, status, start time, entrypoint (submitted jobs and other drivers)."""
-        client, url = connect(address)
-        rows = call(url, client.list_jobs)
-        if not rows:
-            click.echo("no jobs")
-            return
-        rows.sort(key=lambda job: job.start_time or 0)
-        click.echo(f"{'id':<30}{'status':<11}{'started':<21}entrypoint")
-        for job in rows:
-            click.echo(f"{job_name(job):<30}{status_text(job):<11}{format_ms(job.start_time):<21}"
-                       f"{shorten(job.entrypoint, 80)}")
 
-    @group.command()
-    @click.argument("job_id")
-    @address_option
-    @click.option("--follow", "-f", is_flag=True,
-                  help="stream the output until the job ends; exit 1 unless it SUCCEEDED")
-    def logs(job_id, address, follow):
-        """Print the output of job JOB_ID's driver (the search's progress and summary)."""
-        client, url = connect(address)
-        job_info(client, url, job_id)  # an unknown id fails here, in one line
-        if not follow:
-            click.echo(call(url, client.get_job_logs, job_id), nl=False)
-            return
-        try:
-            asyncio.run(stream_logs(client, job_id))
-        except KeyboardInterrupt:
-            return  # Ctrl-C stops watching, not the job
-        except Exception as exc:  # noqa: BLE001 - a dropped stream: say so in one line
-            raise click.ClickException(f"lost the log stream of job {job_id} at {url}: {first_line(exc)}")
-        info = job_info(client, url, job_id)
-        status = status_text(info)
-        if status != "SUCCEEDED":
-            reason = f": {first_line(info.message)}" if info.message else ""
-            raise click.ClickException(f"job {job_id} {status}{reason}")
+@click.command()
+@address_option
+def jobs(address):
+    """List the cluster's jobs: id, status, start time, entrypoint (submitted jobs and other drivers)."""
+    client, url = connect(address)
+    rows = call(url, client.list_jobs)
+    if not rows:
+        click.echo("no jobs")
+        return
+    rows.sort(key=lambda job: job.start_time or 0)
+    click.echo(f"{'id':<30}{'status':<11}{'started':<21}entrypoint")
+    for job in rows:
+        click.echo(f"{job_name(job):<30}{status_text(job):<11}{format_ms(job.start_time):<21}"
+                   f"{shorten(job.entrypoint, 80)}")
 
-    @group.command()
-    @click.argument("job_id")
-    @address_option
-    def stop(job_id, address):
-        """Stop job JOB_ID (its driver and its trials); `search --resume NAME` continues it later."""
-        client, url = connect(address)
-        status = status_text(job_info(client, url, job_id))
-        if status in TERMINAL:
-            click.echo(f"job {job_id} already ended: {status}")
-            return
-        call(url, client.stop_job, job_id)
-        click.echo(f"stopping job {job_id}")
+
+@click.command()
+@click.argument("job_id")
+@address_option
+@click.option("--follow", "-f", is_flag=True,
+              help="stream the output until the job ends; exit 1 unless it SUCCEEDED")
+def logs(job_id, address, follow):
+    """Print the output of job JOB_ID's driver (the search's progress and summary)."""
+    client, url = connect(address)
+    job_info(client, url, job_id)  # an unknown id fails here, in one line
+    if not follow:
+        click.echo(call(url, client.get_job_logs, job_id), nl=False)
+        return
+    try:
+        asyncio.run(stream_logs(client, job_id))
+    except KeyboardInterrupt:
+        return  # Ctrl-C stops watching, not the job
+    except Exception as exc:  # noqa: BLE001 - a dropped stream: say so in one line
+        raise click.ClickException(f"lost the log stream of job {job_id} at {url}: {first_line(exc)}")
+    info = job_info(client, url, job_id)
+    status = status_text(info)
+    if status != "SUCCEEDED":
+        reason = f": {first_line(info.message)}" if info.message else ""
+        raise click.ClickException(f"job {job_id} {status}{reason}")
+
+
+@click.command()
+@click.argument("job_id")
+@address_option
+def stop(job_id, address):
+    """Stop job JOB_ID (its driver and its trials); `search --resume NAME` continues it later."""
+    client, url = connect(address)
+    status = status_text(job_info(client, url, job_id))
+    if status in TERMINAL:
+        click.echo(f"job {job_id} already ended: {status}")
+        return
+    call(url, client.stop_job, job_id)
+    click.echo(f"stopping job {job_id}")
 
 
 # ---- helpers --------------------------------------------------------------------
@@ -253,8 +255,3 @@ def format_ms(ms: int | None) -> str:
 def shorten(text: str, width: int) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= width else text[:width - 3] + "..."
-
-
-def first_line(exc: BaseException | str) -> str:
-    text = str(exc)
-    return next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)

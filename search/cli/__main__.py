@@ -1,0 +1,5 @@
+"""`python -m search.cli` = `labeltune`."""
+
+from search.cli import main
+
+main()

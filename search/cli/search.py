@@ -1,0 +1,92 @@
+"""`labeltune search` and `labeltune searches`: a Ray Tune search, and the searches so far.
+
+search's options are generated from SearchOptions' fields (search/options.py): each
+default, help text and range is written there once.
+"""
+
+from __future__ import annotations
+
+import click
+
+from search.cli.options import dataclass_options
+from search.options import SearchOptions
+
+RESUMABLE = ("resume_name", "address", "tracking_uri", "storage", "space")
+"""options a resume may be given: where the search and its cluster are now; any other changes the search"""
+
+
+@click.command()
+@dataclass_options(SearchOptions)
+@click.option("--resume", "resume_name", default=None, metavar="NAME", help="continue the interrupted search NAME")
+def search(resume_name, **options):
+    """Search hyperparameters with Ray Tune (Optuna TPE + ASHA), tracked in MLflow."""
+    from search.tuner import resume_search, run_search
+
+    if resume_name:
+        # A resume continues the recorded search: options that would change it are refused, not ignored.
+        ctx = click.get_current_context()
+        changed = [param.opts[0] for param in ctx.command.params if param.name not in RESUMABLE
+                   and ctx.get_parameter_source(param.name) is not click.core.ParameterSource.DEFAULT]
+        if changed:
+            raise click.UsageError(f"--resume {resume_name} continues the search as it was recorded; "
+                                   f"{', '.join(changed)} cannot change it (start a new search instead)")
+        result = resume_search(resume_name, address=options["address"], tracking_uri=options["tracking_uri"],
+                               storage=options["storage"],
+                               space=options["space"] if options["space"] != SearchOptions.space else None)
+    else:
+        result = run_search(SearchOptions(**options))
+    if result.interrupted:
+        if result.top:
+            print_summary(result)
+        click.echo(f"\nsearch {result.name} interrupted: {result.trials} trials so far; continue it with "
+                   f"labeltune search --resume {result.name}", err=True)
+        raise SystemExit(130)
+    print_summary(result)
+
+
+def print_summary(result) -> None:
+    from search.progress import describe
+    from trainable.metrics import PRIMARY_METRIC
+
+    click.echo(f"\nsearch {result.name}: {result.trials} trials ({result.errored} failed), stored in {result.path}")
+    if not result.top:
+        raise click.ClickException("no trial reported a result")
+    best = result.best_metrics[PRIMARY_METRIC]
+    click.echo(f"\nbest trial: {PRIMARY_METRIC} {best:.4f} at epoch {int(result.best_metrics['training_iteration'])}")
+    baseline = result.baselines.get(f"baseline/{PRIMARY_METRIC}")
+    if baseline is not None:
+        click.echo(f"baseline (no learning, {result.baseline_rule}): {PRIMARY_METRIC} {baseline:.4f}, "
+                   f"val/macro_f1 {result.baselines['baseline/val/macro_f1']:.4f}, "
+                   f"val/map {result.baselines['baseline/val/map']:.4f}; best trial {best - baseline:+.4f}")
+        if best <= baseline:
+            click.echo(f"warning: no trial beats the no-learning baseline on {PRIMARY_METRIC}; promote will not "
+                       f"move the alias (search longer, or add pretrained efficientnet_lite0 to the space)", err=True)
+    for key in sorted(result.best_config):
+        click.echo(f"    {key} = {result.best_config[key]}")
+    shown = ["val/loss", "val/micro_f1", "val/macro_f1", "val/micro_precision", "val/micro_recall", "val/map"]
+    click.echo("    " + "  ".join(f"{k} {result.best_metrics[k]:.4f}" for k in shown if k in result.best_metrics))
+    click.echo(f"\ntop {len(result.top)}:\n    {'trial':<14}{PRIMARY_METRIC:>14}{'epoch':>7}{'of':>4}  config")
+    for row in result.top:
+        click.echo(f"    {row['trial_id']:<14}{row[PRIMARY_METRIC]:>14.4f}{row['best_epoch']:>7}{row['epochs']:>4}  "
+                   f"{describe(row['config'])}")
+    if result.parent_run_id:
+        click.echo(f"\nMLflow: run `labeltune ui` and open experiment 'labeltune', parent run {result.name} "
+                   f"({result.parent_run_id}); store {result.tracking_uri}")
+    click.echo(f"promote the best trial: labeltune promote --search {result.name}")
+
+
+@click.command()
+@click.option("--storage", default=None, help="where searches live [default: $LABELTUNE_HOME/runs]")
+def searches(storage):
+    """List the searches: status, trials done, best score."""
+    from search.catalog import list_searches
+    from trainable.metrics import PRIMARY_METRIC
+
+    rows = list_searches(storage)
+    if not rows:
+        click.echo("no searches yet")
+        return
+    click.echo(f"{'name':<28}{'status':<13}{'trials':>8}{'best ' + PRIMARY_METRIC:>20}  started")
+    for row in rows:
+        best = f"{row['best']:.4f}" if row["best"] is not None else "-"
+        click.echo(f"{row['name']:<28}{row['status']:<13}{row['trials_done']:>4}/{row['trials']:<3}{best:>20}  {row['started']}")

@@ -1,0 +1,76 @@
+"""SearchOptions: what a search is started with, each default, help text and range written once.
+
+`labeltune search`'s options are generated from these fields (search/cli/options.py),
+`SearchOptions.validate()` checks the same ranges for callers that build options in
+Python (bench/, tests), and the search record stores them (`record.options`).
+
+Standard library only: `labeltune --help` imports this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from trainable.errors import LabeltuneError
+from trainable.fields import check, option
+
+
+class SearchError(LabeltuneError, RuntimeError):
+    """A search that cannot start or resume; the message says why."""
+
+
+@dataclass
+class SearchOptions:
+    data: str = option(None, metavar="DIR")
+    """dataset folder in the course layout"""
+    space: str = "default"
+    """preset (default, quick) or a YAML/JSON file"""
+    trials: int = option(16, low=1)
+    """number of trials"""
+    epochs: int = option(5, low=1)
+    """maximum epochs per trial (ASHA's max_t)"""
+    time_budget_min: float | None = option(None, low=0, low_open=True, finite=True, flag="--time-budget",
+                                           metavar="MINUTES")
+    """stop starting new trials after MINUTES"""
+    concurrency: int = option(0, low=0)
+    """maximum trials at once (0 = as the resources allow)"""
+    gpus_per_trial: float | None = option(None, low=0, finite=True)
+    """GPU share per trial [default: by model: small CNNs 0.25, ResNets 1]"""
+    cpus_per_trial: float | None = option(None, low=0, low_open=True, finite=True)
+    """CPUs per trial [default: 1]"""
+    grace_period: int = option(1, low=1)
+    """epochs before ASHA may stop a trial"""
+    max_failures: int = option(1, low=0)
+    """retries of a trial whose worker or node died"""
+    address: str | None = None
+    """Ray cluster: 'auto' or host:port [default: start a local Ray]"""
+    name: str | None = None
+    """search name [default: search-<date>-<time>]"""
+    seed: int = 0
+    """seed of the sampler and of each trial"""
+    split_seed: int = 0
+    """train/val/test split shared by all trials"""
+    storage: str | None = None
+    """where searches live (absolute path or URI) [default: $LABELTUNE_HOME/runs]"""
+    tracking_uri: str | None = None
+    """MLflow tracking URI [default: sqlite under $LABELTUNE_HOME/mlruns]"""
+    track: bool = option(True, flag="--no-track")
+    """log to MLflow; --no-track turns it off (MLflow is then not even imported)"""
+    limit: int = option(0, low=0)
+    """use only the first N images (debugging)"""
+    skip_bad_images: bool = False
+    """skip unreadable images instead of stopping"""
+    verbose: bool = option(True, cli=False)
+    """print the live trial table"""
+
+    def validate(self) -> None:
+        """Refuse a value outside its field's range, naming the CLI flag (before Ray or any decoding starts)."""
+        if not self.data:
+            raise SearchError("--data is required (or --resume NAME)")
+        check(self, SearchError, flag_of=flag)
+
+
+def flag(f: dataclasses.Field) -> str:
+    """The CLI flag of a SearchOptions field: its metadata's, else `--<name>` with dashes."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")

@@ -190,8 +190,8 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path, ray_ad
             pytest.fail("no trial completed in time")
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(30)
-        # Completed = TERMINATED in Tune's saved state. A trial whose last epoch the worker wrote but the
-        # driver had not yet saved is not complete for a resume: it repeats that epoch from its checkpoint.
+        # Completed = TERMINATED in Tune's saved state. A trial whose last epochs the worker wrote but the
+        # driver had not yet saved replays them from their checkpoints on resume (tests/test_trial.py).
         state = json.loads(sorted(search_path.glob("experiment_state-*.json"))[-1].read_text())
         terminated = {f"trial_{json.loads(t[0])['trial_id']}" for t in state["trial_data"]
                       if json.loads(t[0])["status"] == "TERMINATED"}

@@ -13,6 +13,8 @@ parameters (`lr_<optimizer>`) is the search's business: it passes `to_config`.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -63,10 +65,38 @@ def run_trial(config: dict, data: TrialData, to_config: Callable[[dict], TrainCo
     if restored is not None:
         with restored.as_directory() as folder:
             start = ckpt_io.load(Path(folder) / CHECKPOINT_FILE)
+    # Tune's saved state can be older than the trial's folder (a driver killed between two snapshots):
+    # epochs already on disk are reported again from their checkpoints instead of being trained again.
+    start = replay_checkpoints(Path(tune.get_context().get_trial_dir()), start, report)
     if start is not None:
         log.info("trial resumes after epoch %d", start["epoch"])
     gym = Gym(cfg, data.images, data.targets, data.labels, data_fingerprint=data.fingerprint, checkpoint=start)
     gym.fit(report)
+
+
+def replay_checkpoints(trial_dir: Path, start: dict | None, report: Callable[[dict, Path], None]) -> dict | None:
+    """Report the epochs after `start` whose checkpoints are in `trial_dir`, in order; return the latest checkpoint.
+
+    Each checkpoint holds its epoch's metrics, so Tune (and ASHA, and MLflow, which skips
+    steps it has) sees the same results it would have seen before the kill. Only an unbroken
+    run of epochs is replayed; a checkpoint cut short by the kill ends the run.
+    """
+    done = start["epoch"] if start is not None else 0
+    on_disk = {}
+    for folder in trial_dir.glob("checkpoint_*"):
+        try:
+            ckpt = ckpt_io.load(folder / CHECKPOINT_FILE)
+        except ckpt_io.CheckpointError:
+            continue  # missing or half written
+        on_disk[int(ckpt["epoch"])] = (folder, ckpt)
+    while done + 1 in on_disk:
+        folder, ckpt = on_disk[done + 1]
+        with tempfile.TemporaryDirectory(prefix="labeltune-replay-") as tmp:
+            shutil.copy2(folder / CHECKPOINT_FILE, Path(tmp) / CHECKPOINT_FILE)  # Tune may write over `folder`
+            report(dict(ckpt["metrics"]), Path(tmp))
+        log.info("epoch %d replayed from %s", done + 1, folder)
+        start, done = ckpt, done + 1
+    return start
 
 
 def make_trainable(data: TrialData, to_config: Callable[[dict], TrainConfig] = TrainConfig.from_dict):

@@ -27,21 +27,27 @@ def trial_results(search_path: Path) -> dict[str, list[dict]]:
     return out
 
 
-def tune_trial_folders(search_path: Path) -> set[str] | None:
-    """The trial folders Tune's latest saved state holds, or None without a readable state.
+def tune_trial_ids(search_path: Path) -> set[str] | None:
+    """The Tune trial ids Tune's latest saved state holds, or None without a readable state.
 
-    A driver killed between two of Tune's snapshots can leave a trial folder that no snapshot
-    names: an orphan that a resume never continues and promote never sees. The state file is
-    Tune's own format, so anything unexpected in it gives None (count the folders instead).
+    A driver killed between two of Tune's snapshots can leave a trial (its folder, its Optuna
+    trial) that no snapshot names: an orphan that a resume never continues and promote never
+    sees. The state file is Tune's own format, so anything unexpected in it gives None.
     """
     states = sorted(Path(search_path).glob("experiment_state-*.json"))
     if not states:
         return None
     try:
         trial_data = json.loads(states[-1].read_text())["trial_data"]
-        return {f"trial_{json.loads(t[0])['trial_id']}" for t in trial_data}
+        return {str(json.loads(t[0])["trial_id"]) for t in trial_data}
     except (OSError, ValueError, LookupError, TypeError):
         return None
+
+
+def tune_trial_folders(search_path: Path) -> set[str] | None:
+    """The trial folders (`trial_<id>`) Tune's latest saved state holds, or None (count the folders instead)."""
+    ids = tune_trial_ids(search_path)
+    return None if ids is None else {f"trial_{trial_id}" for trial_id in ids}
 
 
 def list_searches(storage: str | None = None) -> list[dict]:

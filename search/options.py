@@ -30,6 +30,12 @@ class SearchOptions:
     """number of trials"""
     epochs: int = option(5, low=1)
     """maximum epochs per trial (ASHA's max_t)"""
+    target: float | None = option(None, low=0, low_open=True, high=1, finite=True, metavar="SCORE")
+    """end the search once a trial reaches val/micro_f1 SCORE"""
+    plateau: int | None = option(None, low=1, metavar="N")
+    """end the search after N completed trials in a row without a new best"""
+    warm_start: str | None = option(None, metavar="NAME[,NAME]")
+    """start TPE from the finished trials of these earlier searches (same labels; trials that fit this space)"""
     time_budget_min: float | None = option(None, low=0, low_open=True, finite=True, flag="--time-budget",
                                            metavar="MINUTES")
     """stop starting new trials after MINUTES"""

@@ -366,6 +366,12 @@ def write_card(promotion: Promotion, record: SearchRecord, dataset, targets: np.
         f"- budget used: {len(results)} trials, {trial_epochs} trial-epochs, wall time "
         f"{record.wall_s:.0f} s (budget {record.options['trials']} trials x {record.options['epochs']} epochs)",
     ]
+    if record.warm_start:
+        lines.append("- warm start (finished trials of earlier searches in the study before its first suggestion): "
+                     + ", ".join(f"{k} ({v['added']} added, {v['skipped']} outside this space)"
+                                 for k, v in record.warm_start.items()))
+    if record.stop_reason:
+        lines.append(f"- ended before its budget: {record.stop_reason}")
     if len(promotion.members) > 1:
         lines += ["", "## Ensemble members (mean of their sigmoid outputs)", "",
                   "| trial | model | epoch | val micro F1 | test micro F1 | val macro F1 | test macro F1 |",

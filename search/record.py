@@ -70,6 +70,10 @@ class SearchRecord:
     trials_done: int = 0
     wall_s: float = 0.0
     resumed: int = 0
+    warm_start: dict[str, dict[str, int]] = field(default_factory=dict)
+    """earlier searches whose finished trials seeded the study: name -> {"added": n, "skipped": m}"""
+    stop_reason: str = ""
+    """why the search ended before its budget (--target, --plateau), '' otherwise"""
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
     """keys this version does not know, kept so that a rewrite loses nothing"""

@@ -271,6 +271,25 @@ def points_to_evaluate(space: dict[str, Any], pretrained_models: tuple[str, ...]
     return points
 
 
+def distribution(domain: Any):
+    """The Optuna distribution `_suggest` samples `domain` from (None for a fixed value or a one-item list)."""
+    import optuna.distributions as d
+
+    if isinstance(domain, list):
+        return d.CategoricalDistribution(domain) if len(domain) > 1 else None
+    if isinstance(domain, dict):
+        log = bool(domain.get("log", False))
+        if domain.get("int"):
+            return d.IntDistribution(int(domain["low"]), int(domain["high"]), log=log)
+        return d.FloatDistribution(float(domain["low"]), float(domain["high"]), log=log)
+    return None
+
+
+def fits(space: dict[str, Any], params: dict[str, Any]) -> bool:
+    """Whether a trial's suggested parameters are all searchable values of `space` (for a warm start)."""
+    return all(distribution(space.get(name)) is not None and _holds(space[name], value) for name, value in params.items())
+
+
 def _holds(domain: Any, value: Any) -> bool:
     if isinstance(domain, list):
         return value in domain

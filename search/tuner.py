@@ -56,6 +56,8 @@ class SearchResult:
     baseline_rule: str = ""
     interrupted: bool = False
     """trials were left unfinished (Ctrl-C): `search --resume NAME` continues them"""
+    stop_reason: str = ""
+    """why the search ended before its budget (--target or --plateau), '' otherwise"""
 
 
 # ---- resources -----------------------------------------------------------------
@@ -182,19 +184,20 @@ def search_baselines(data, split_seed: int) -> tuple[str, dict]:
 
 
 def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks: list, restore_path: Path | None = None, *,
-                sampler=None, scheduler=None, baseline_points: bool = True):
+                sampler=None, scheduler=None, baseline_points: bool = True, stop=None, keep_study: bool = True):
     """The Tuner: OptunaSearch (TPE) + ASHA + per-model resources + checkpoints scored by PRIMARY_METRIC.
 
     `sampler` (an optuna sampler), `scheduler` (a Tune scheduler) and `baseline_points=False`
     replace TPE, ASHA and the space's baseline points: bench/search_efficiency.py's random arms
-    are this Tuner with only those swapped.
+    are this Tuner with only those swapped. `stop`: a Tune Stopper (search.stopping.SearchStopper).
+    `keep_study`: the Optuna study lives in the search folder (search/study.py), not in memory.
     """
     from optuna.samplers import TPESampler
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
+    from search.study import KeptOptunaSearch, study_storage
     from trainable.trial import make_trainable
 
     use_gpu = cluster_has_gpu()
@@ -204,6 +207,7 @@ def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks
         tuner = tune.Tuner.restore(str(restore_path), trainable=trainable, resume_unfinished=True, resume_errored=True)
         # Tune restores the callbacks pickled at the start; give this driver fresh ones (its tracking URI).
         tuner._local_tuner.get_run_config().callbacks = callbacks
+        tuner._local_tuner.get_run_config().stop = stop
         return tuner
 
     space = record.space
@@ -212,10 +216,11 @@ def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks
         # Optuna's default of 10 random start-up trials would make a 16-trial search mostly random.
         startup = max(2, min(10, opts.trials // 4))
         sampler = TPESampler(seed=opts.seed, n_startup_trials=startup, multivariate=True, group=True)
-    searcher = OptunaSearch(
+    searcher = KeptOptunaSearch(
         space=spaces.make_define_by_run(space, record.constants, tuple(record.pretrained_models)),
         metric=PRIMARY_METRIC, mode=PRIMARY_MODE,  # a define-by-run space leaves Tune's param_space empty
         points_to_evaluate=points or None, sampler=sampler,
+        study_name=record.name if keep_study else None, storage=study_storage(record.path) if keep_study else None,
     )
     # Tune keeps only one trial pending for a custom searcher: without a limiter, trials would start
     # one at a time. The limiter also makes TPE wait for results instead of proposing blindly.
@@ -233,7 +238,7 @@ def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks
             time_budget_s=opts.time_budget_min * 60 if opts.time_budget_min else None,
         ),
         run_config=tune.RunConfig(
-            name=record.name, storage_path=record.storage, callbacks=callbacks, verbose=0,
+            name=record.name, storage_path=record.storage, callbacks=callbacks, verbose=0, stop=stop,
             # Every checkpoint is kept while a trial runs; search.pruning keeps each finished trial's
             # best and latest (Tune's num_to_keep=2 can delete what a resume needs, see pruning.py).
             checkpoint_config=tune.CheckpointConfig(
@@ -243,11 +248,18 @@ def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks
     )
 
 
-def _callbacks(opts: SearchOptions, record: SearchRecord) -> tuple[list, Any]:
+def _callbacks(opts: SearchOptions, record: SearchRecord) -> tuple[list, Any, Any]:
+    """(Tune callbacks, the MLflow tracker or None, the SearchStopper or None)."""
     from search.progress import LiveTable
     from search.pruning import CheckpointPruner
 
     callbacks: list = [CheckpointPruner(PRIMARY_METRIC, PRIMARY_MODE)]
+    stopper = None
+    if opts.target is not None or opts.plateau is not None:
+        from search.stopping import SearchStopper
+
+        stopper = SearchStopper(opts.target, opts.plateau)
+        callbacks.append(stopper)
     tracker = None
     if opts.track:
         from search.tracking import MLflowTracker
@@ -257,11 +269,40 @@ def _callbacks(opts: SearchOptions, record: SearchRecord) -> tuple[list, Any]:
             "space": record.space_source, "space_fingerprint": record.space_fingerprint,
             "budget": f"{opts.trials} trials x {opts.epochs} epochs", "command": record.command,
             "git_commit": record.git_commit or "", "split_seed": str(opts.split_seed),
+            **({"warm_start": ", ".join(f"{k} ({v['added']} trials)" for k, v in record.warm_start.items())}
+               if record.warm_start else {}),
         }, max_epochs=opts.epochs, parent_metrics=record.baselines)
         callbacks.append(tracker)
     if opts.verbose:
         callbacks.append(LiveTable(max_epochs=opts.epochs, trials=opts.trials))
-    return callbacks, tracker
+    return callbacks, tracker, stopper
+
+
+def warm_start_sources(names: str, storage: str | None, labels: list[str], fingerprint: str) -> list:
+    """(SearchRecord, folder) of each --warm-start search, refused in one line when it cannot seed this one."""
+    from search.study import STUDY_FILE
+
+    sources = []
+    for name in [n.strip() for n in names.split(",") if n.strip()]:
+        path = search_dir(name, storage)
+        if not exists(path):
+            raise SearchError(f"--warm-start {name}: no search named {name} in {path.parent}")
+        record = SearchRecord.read(path)
+        if not (path / STUDY_FILE).is_file():
+            raise SearchError(f"--warm-start {name}: it kept no Optuna study ({path / STUDY_FILE}): it ran "
+                              f"before searches kept theirs, so it cannot seed another")
+        if list(record.labels) != list(labels):
+            only_there, only_here = sorted(set(record.labels) - set(labels)), sorted(set(labels) - set(record.labels))
+            raise SearchError(f"--warm-start {name}: its labels are not the data's "
+                              f"(only there: {', '.join(only_there) or '-'}; only here: {', '.join(only_here) or '-'}"
+                              f"{'; same labels in another order' if not only_there and not only_here else ''})")
+        if record.data_fingerprint != fingerprint:
+            log.warning("--warm-start %s: it searched other data (%s); its scores guide TPE but are not this "
+                        "data's", name, record.data)
+        sources.append((record, path))
+    if not sources:
+        raise SearchError(f"--warm-start {names!r}: name at least one earlier search")
+    return sources
 
 
 def _check_tracking(opts: SearchOptions) -> None:
@@ -296,12 +337,18 @@ def run_search(opts: SearchOptions) -> SearchResult:
         tracking_uri=store.tracking_uri(opts.tracking_uri) if opts.track else None,
     )
     record.baseline_rule, record.baselines = search_baselines(data, opts.split_seed)
+    sources = warm_start_sources(opts.warm_start, opts.storage, dataset.labels, dataset.fingerprint) \
+        if opts.warm_start else []
     init_ray(opts.address)
     trial_slots(spaces.choices(space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())  # or refuse
+    if sources:
+        from search.study import warm_start
+
+        record.warm_start = warm_start(record.path, name, sources, space)
     record.write()
-    callbacks, tracker = _callbacks(opts, record)
-    tuner = build_tuner(opts, record, data, callbacks)
-    return _finish(tuner, record, tracker, time.time())
+    callbacks, tracker, stopper = _callbacks(opts, record)
+    tuner = build_tuner(opts, record, data, callbacks, stop=stopper)
+    return _finish(tuner, record, tracker, stopper, time.time())
 
 
 def resume_search(name: str, address: str | None = None, tracking_uri: str | None = None,
@@ -334,12 +381,17 @@ def resume_search(name: str, address: str | None = None, tracking_uri: str | Non
     record.status, record.resumed, record.driver_pid = "running", record.resumed + 1, os.getpid()
     record.storage = str(path.parent)  # where it was found now (a moved --storage)
     record.write()
-    callbacks, tracker = _callbacks(opts, record)
-    tuner = build_tuner(opts, record, data, callbacks, restore_path=path)
-    return _finish(tuner, record, tracker, time.time())
+    # Optuna trials the killed driver created after Tune's last snapshot will never finish: FAIL them first.
+    from search.catalog import tune_trial_ids
+    from search.study import fail_zombies
+
+    fail_zombies(path, record.name, tune_trial_ids(path) or set())
+    callbacks, tracker, stopper = _callbacks(opts, record)
+    tuner = build_tuner(opts, record, data, callbacks, restore_path=path, stop=stopper)
+    return _finish(tuner, record, tracker, stopper, time.time())
 
 
-def _finish(tuner, record: SearchRecord, tracker, started: float) -> SearchResult:
+def _finish(tuner, record: SearchRecord, tracker, stopper, started: float) -> SearchResult:
     results = tuner.fit()
     summary = summarize(results)
     # Tune returns normally after Ctrl-C (it saves its state first). Interrupted: a trial neither finished
@@ -347,16 +399,20 @@ def _finish(tuner, record: SearchRecord, tracker, started: float) -> SearchResul
     unfinished = len(results) - results.num_terminated - results.num_errors
     budget_s = (record.options.get("time_budget_min") or 0) * 60
     short = len(results) < record.options.get("trials", 0) and (not budget_s or time.time() - started < budget_s)
-    summary.interrupted = unfinished > 0 or short
+    summary.stop_reason = stopper.reason if stopper is not None else ""
+    summary.interrupted = unfinished > 0 or (short and not summary.stop_reason)
     record.status = "interrupted" if summary.interrupted else "finished"
     record.finished, record.trials_done = time.strftime("%Y-%m-%dT%H:%M:%S"), summary.trials
     record.best = summary.best_metrics.get(PRIMARY_METRIC)
+    record.stop_reason = summary.stop_reason
     record.wall_s += time.time() - started
     record.write()
     summary.name, summary.path = record.name, str(record.path)
     summary.baselines, summary.baseline_rule = record.baselines, record.baseline_rule
     if tracker is not None:
         summary.parent_run_id, summary.tracking_uri = tracker.parent_run_id, tracker.tracking_uri
+        if summary.stop_reason and tracker.parent_run_id:
+            tracker.client.set_tag(tracker.parent_run_id, "labeltune.stop_reason", summary.stop_reason)
     return summary
 
 

@@ -132,6 +132,54 @@ def test_searches_lists_the_search(finished_search):
     assert "finished" in line and "6/6" in line
 
 
+@pytest.mark.timeout(600)
+def test_the_optuna_study_is_kept_in_the_search_folder(finished_search):
+    import optuna
+
+    from search.study import TUNE_TRIAL_ATTR, study_url
+
+    home, name, _ = finished_search
+    search_path = home / "runs" / name
+    study = optuna.load_study(study_name=name, storage=study_url(search_path))
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert {f"trial_{t.user_attrs[TUNE_TRIAL_ATTR]}" for t in trials} == set(tune_trials(search_path))
+    # OptunaSearch tells each trial's last reported score (an ASHA-stopped trial's is from its last epoch)
+    last = [rows[-1]["val/micro_f1"] for rows in trial_rows(search_path).values()]
+    assert study.best_value == pytest.approx(max(last), abs=1e-9)
+    assert not (home / "mlruns" / "optuna.db").exists()  # never MLflow's database
+
+
+@pytest.mark.timeout(600)
+def test_a_warm_started_search_starts_its_study_from_the_earlier_trials(finished_search, ray_address, synth_dir):
+    import optuna
+
+    from search.study import study_url
+
+    home, name, _ = finished_search
+    space = write_space(home)
+    run_cli("search", "--data", str(synth_dir), "--space", str(space), "--trials", "2", "--epochs", "1",
+            "--concurrency", "1", "--warm-start", name, "--name", "w1", "--address", ray_address,
+            env={"LABELTUNE_HOME": str(home)})
+    record = json.loads((home / "runs" / "w1" / "labeltune_search.json").read_text())
+    assert record["warm_start"] == {name: {"added": 6, "skipped": 0}}
+    trials = optuna.load_study(study_name="w1", storage=study_url(home / "runs" / "w1")).get_trials()
+    assert len(trials) == 8 and sum(t.user_attrs.get("warm_start_from") == name for t in trials) == 6
+    parent, _ = mlflow_runs(home, "w1")
+    assert parent.data.tags["warm_start"] == f"{name} (6 trials)"
+
+
+@pytest.mark.timeout(300)
+def test_target_ends_the_search_and_says_why(tmp_path, ray_address, synth_dir, labeltune_home):
+    space = write_space(tmp_path)
+    proc = run_cli("search", "--data", str(synth_dir), "--space", str(space), "--trials", "8", "--epochs", "2",
+                   "--concurrency", "1", "--target", "0.01", "--name", "t1", "--address", ray_address, "--no-track")
+    assert "ended before its budget: target reached" in proc.stdout
+    record = json.loads((labeltune_home / "runs" / "t1" / "labeltune_search.json").read_text())
+    assert record["status"] == "finished" and record["stop_reason"].startswith("target reached")
+    assert record["trials_done"] < 8
+
+
 def test_searches_leaves_out_an_orphan_trial_that_tunes_saved_state_does_not_hold(tmp_path):
     from search.catalog import RECORD, list_searches
 
@@ -215,6 +263,17 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path, ray_ad
     for trial in known:
         iterations = [r["training_iteration"] for r in after[trial]]
         assert iterations[-1] == 3 and iterations[0] == 1, (trial, iterations)
+    # The kept study: nothing RUNNING after the resume (a trial only the killed driver knew is FAIL), and
+    # every trial Tune knows is in it, finished.
+    import optuna
+
+    from search.study import TUNE_TRIAL_ATTR, study_url
+
+    study = optuna.load_study(study_name="k1", storage=study_url(search_path)).get_trials(deepcopy=False)
+    states = {f"trial_{t.user_attrs[TUNE_TRIAL_ATTR]}": t.state for t in study}
+    assert optuna.trial.TrialState.RUNNING not in states.values()
+    assert all(states[t] == optuna.trial.TrialState.COMPLETE for t in known)
+    assert all(state == optuna.trial.TrialState.FAIL for t, state in states.items() if t not in known)
     parent, children = mlflow_runs(labeltune_home, "k1")
     assert parent.info.status == "FINISHED"
     by_trial = {f"trial_{c.data.tags['labeltune.trial_id']}": c for c in children}

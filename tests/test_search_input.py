@@ -16,11 +16,12 @@ def run(*args: str):
 
 @pytest.mark.parametrize("option, value", [("--epochs", "0"), ("--grace-period", "0"), ("--concurrency", "-1"),
                                            ("--time-budget", "0"), ("--trials", "0"), ("--limit", "-5"),
-                                           ("--max-failures", "-1"), ("--cpus-per-trial", "0")])
+                                           ("--max-failures", "-1"), ("--cpus-per-trial", "0"),
+                                           ("--target", "0"), ("--target", "1.5"), ("--plateau", "0")])
 def test_item10_out_of_range_search_options_are_refused_with_the_range(option, value, synth_dir):
     result = run("search", "--data", str(synth_dir), option, value, "--no-track")
     assert result.exit_code == 2, result.output
-    assert f"Invalid value for '{option}'" in result.output and ("x>=" in result.output or "x>" in result.output)
+    assert f"Invalid value for '{option}'" in result.output and "range" in result.output and "x" in result.output
 
 
 def test_item10_an_infinite_learning_rate_is_refused_by_the_config(synth_dir, tmp_path):
@@ -120,3 +121,21 @@ def test_item13_a_dangling_link_is_named_as_one_and_a_tab_in_a_name_is_refused(s
     (folder / "im7.jpg").symlink_to(tmp_path / "missing.jpg")
     with pytest.raises(DatasetError, match="which does not exist"):
         list_images(folder)
+
+
+def test_a_warm_start_from_a_missing_search_or_another_label_set_is_refused_before_ray(synth_dir, labeltune_home,
+                                                                                      monkeypatch):
+    from search import tuner
+    from search.record import RECORD
+    from search.study import STUDY_FILE
+
+    monkeypatch.setattr(tuner, "init_ray", lambda address: pytest.fail("Ray started before the refusal"))
+    result = run("search", "--data", str(synth_dir), "--warm-start", "nope", "--no-track")
+    assert result.exit_code == 1 and "--warm-start nope: no search named nope" in result.output
+    other = labeltune_home / "runs" / "other"
+    other.mkdir(parents=True)
+    (other / RECORD).write_text(json.dumps({"name": "other", "labels": ["cat", "dog"]}))
+    (other / STUDY_FILE).write_bytes(b"")
+    result = run("search", "--data", str(synth_dir), "--warm-start", "other", "--no-track")
+    assert result.exit_code == 1 and "--warm-start other: its labels are not the data's" in result.output
+    assert "only there: cat" in result.output and "Traceback" not in result.output

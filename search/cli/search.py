@@ -49,6 +49,8 @@ def print_summary(result) -> None:
     from trainable.metrics import PRIMARY_METRIC
 
     click.echo(f"\nsearch {result.name}: {result.trials} trials ({result.errored} failed), stored in {result.path}")
+    if result.stop_reason:
+        click.echo(f"ended before its budget: {result.stop_reason}")
     if not result.top:
         raise click.ClickException("no trial reported a result")
     best = result.best_metrics[PRIMARY_METRIC]

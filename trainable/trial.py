@@ -6,12 +6,16 @@ The decoded images arrive through `tune.with_parameters`, i.e. Ray's object stor
 zero-copy for every trial on a node, shipped by Ray to other nodes, so worker nodes
 need no copy of the image folder and no trial decodes a JPEG. Every epoch reports one
 metrics dict and a checkpoint; a restarted trial continues from `tune.get_checkpoint()`.
-This is the only module of `trainable` that imports Ray.
+Beside the Gym's metrics each row says where and how the trial ran: `node_id`, its wall-clock
+`started_at` and `reported_at`, `data_setup_s` (trial start until the data is on the device)
+and `data_cached` (the worker process had the device copy from an earlier trial); Tune adds
+the worker's `pid`. This is the only module of `trainable` that imports Ray.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +52,7 @@ def run_trial(config: dict, data: TrialData) -> None:
     """Tune function trainable: config dict -> TrainConfig once -> Gym -> tune.report per epoch."""
     from search.space import to_train_config
 
+    started_at, started = time.time(), time.perf_counter()
     cfg = to_train_config(config)
     if not cfg.threads:
         cfg.threads = assigned_cpus()
@@ -58,11 +63,12 @@ def run_trial(config: dict, data: TrialData) -> None:
             start = ckpt_io.load(Path(folder) / CHECKPOINT_FILE)
         log.info("trial resumes after epoch %d", start["epoch"])
     gym = Gym(cfg, data.images, data.targets, data.labels, data_fingerprint=data.fingerprint, checkpoint=start)
-    node_id = ray.get_runtime_context().get_node_id()
+    context = {"node_id": ray.get_runtime_context().get_node_id(), "started_at": started_at,
+               "data_setup_s": gym.data_ready - started, "data_cached": gym.data_cached}
 
     def report(metrics: dict, ckpt_dir: Path | None) -> None:
         # Tune copies the folder into the search's storage before report returns.
-        tune.report({**metrics, "node_id": node_id}, checkpoint=Checkpoint.from_directory(str(ckpt_dir)))
+        tune.report({**metrics, **context, "reported_at": time.time()}, checkpoint=Checkpoint.from_directory(str(ckpt_dir)))
 
     gym.fit(report)
 

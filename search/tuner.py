@@ -83,27 +83,50 @@ def resource_request(model: str, gpus: float | None, cpus: float | None, use_gpu
     return request
 
 
-def trial_slots(models: list[str], gpus: float | None, cpus: float | None, use_gpu: bool) -> int:
-    """How many trials of the space's cheapest model the cluster runs at once.
+def trial_slots(models: list[str], gpus: float | None, cpus: float | None, use_gpu: bool,
+                nodes: dict[str, dict[str, float]] | None = None) -> int:
+    """How many trials of the space's cheapest model the cluster runs at once, counted node by node.
 
-    Refuses a model whose request no single node can satisfy: Ray itself only warns and waits forever.
+    Refuses a model whose request no single node can meet (Ray itself only warns and waits forever),
+    naming what asked for it and what each node has. `nodes` (name -> resources) defaults to the
+    connected cluster's.
     """
-    import ray
-
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    total = ray.cluster_resources()
+    nodes = cluster_nodes() if nodes is None else nodes
     slots = []
     for model in models:
         request = resource_request(model, gpus, cpus, use_gpu)
-        if not any(all(node.get(k, 0) >= v for k, v in request.items()) for node in nodes):
-            have = "; ".join(
-                ", ".join(f"{k} {v:g}" for k, v in sorted(node.items()) if k in ("CPU", "GPU")) for node in nodes
-            )
-            raise SearchError(
-                f"no node of the cluster can run a {model} trial asking {request}; nodes have: {have}"
-            )
-        slots.append(min(int(total.get(k, 0) // v) for k, v in request.items() if v > 0))
+        # 1e-9: 0.7 GPU / 0.1 per trial is 6.999... in floating point, 7 trials for Ray.
+        per_node = [min(int(node.get(k, 0) / v + 1e-9) for k, v in request.items()) for node in nodes.values()]
+        if not any(per_node):
+            have = ", ".join(f"node {name} ({_amounts(node) or 'no CPU or GPU'})" for name, node in nodes.items())
+            raise SearchError(f"{_asked_by(model, request, gpus, cpus)}: no node has {_amounts(request)} "
+                              f"(cluster: {have})")
+        slots.append(sum(per_node))
     return max(slots)
+
+
+def _asked_by(model: str, request: dict[str, float], gpus: float | None, cpus: float | None) -> str:
+    """What set a trial's request: the options given, or else the model's GPU share."""
+    causes = []
+    if "GPU" in request:
+        causes.append(f"--gpus-per-trial {gpus:g}" if gpus is not None else
+                      f"{model}'s GPU share {request['GPU']:g} (by model; --gpus-per-trial overrides it)")
+    if cpus is not None:
+        causes.append(f"--cpus-per-trial {cpus:g}")
+    return " with ".join(causes) or f"a {model} trial"
+
+
+def _amounts(resources: dict[str, float]) -> str:
+    """{'CPU': 4.0, 'GPU': 1.0} -> '1 GPU, 4 CPU' (GPU first: it is what trials wait for)."""
+    return ", ".join(f"{resources[k]:g} {k}" for k in ("GPU", "CPU") if resources.get(k))
+
+
+def cluster_nodes() -> dict[str, dict[str, float]]:
+    """'<ip>/<node id prefix>' -> CPU and GPU of each alive node (several nodes can share a host)."""
+    import ray
+
+    return {f"{n['NodeManagerAddress']}/{n['NodeID'][:6]}": {k: n["Resources"].get(k, 0.0) for k in ("CPU", "GPU")}
+            for n in ray.nodes() if n.get("Alive")}
 
 
 def cluster_has_gpu() -> bool:

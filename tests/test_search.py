@@ -300,7 +300,7 @@ def test_unsatisfiable_resources_are_refused_with_the_cluster_resources(tmp_path
     proc = run_cli("search", "--data", str(synth_dir), "--space", str(write_space(tmp_path)), "--trials", "2",
                    "--gpus-per-trial", "1", "--address", ray_address, "--no-track", check=False)
     assert proc.returncode == 1
-    assert "no node of the cluster can run" in proc.stderr and "CPU 2" in proc.stderr
+    assert "--gpus-per-trial 1: no node has 1 GPU, 1 CPU (cluster: node " in proc.stderr and "(2 CPU))" in proc.stderr
 
 
 @pytest.mark.timeout(450)

@@ -129,10 +129,14 @@ class Gym:
         n = len(targets) if not cfg.limit else min(cfg.limit, len(targets))
         self.targets = torch.as_tensor(np.asarray(targets[:n]), dtype=torch.float32, device=self.device)
         key = (data_fingerprint, cfg.color, cfg.image_size, str(self.device), n) if data_fingerprint else None
+        self.data_cached = key in _DEVICE_DATA  # an earlier trial of this worker process left the device copy
         self.images = to_device_images(images[:n], cfg.image_size, self.device, cfg.color, key)
         self.splits = dict(zip(("train", "val", "test"), split_indices(n, cfg.split_fractions, cfg.split_seed)))
         self.splits["all"] = np.arange(n)
         self.split_index = {name: torch.as_tensor(idx, device=self.device) for name, idx in self.splits.items()}
+        if self.cuda:
+            torch.cuda.synchronize(self.device)  # the uploads run asynchronously: ready means on the device
+        self.data_ready = time.perf_counter()  # trial.py reports the data set-up time from it
         self.mean, self.std = normalisation(cfg.model, cfg.color, self.device)
 
         torch.manual_seed(cfg.seed)

@@ -6,8 +6,11 @@ The decoded images arrive through `tune.with_parameters`, i.e. Ray's object stor
 zero-copy for every trial on a node, shipped by Ray to other nodes, so worker nodes
 need no copy of the image folder and no trial decodes a JPEG. Every epoch reports one
 metrics dict and a checkpoint; a restarted trial continues from `tune.get_checkpoint()`.
-This is the only module of `trainable` that imports Ray. How a search names its
-parameters (`lr_<optimizer>`) is the search's business: it passes `to_config`.
+Beside the Gym's metrics each row says where and how the trial ran: `node_id`, its wall-clock
+`started_at` and `reported_at`, `data_setup_s` (trial start until the data is on the device)
+and `data_cached` (the worker process had the device copy from an earlier trial); Tune adds
+the worker's `pid`. This is the only module of `trainable` that imports Ray. How a search
+names its parameters (`lr_<optimizer>`) is the search's business: it passes `to_config`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -51,14 +55,15 @@ def assigned_cpus() -> int:
 
 def run_trial(config: dict, data: TrialData, to_config: Callable[[dict], TrainConfig] = TrainConfig.from_dict) -> None:
     """Tune function trainable: config dict -> TrainConfig once (`to_config`) -> Gym -> tune.report per epoch."""
+    started_at, started = time.time(), time.perf_counter()
     cfg = to_config(config)
     if not cfg.threads:
         cfg.threads = assigned_cpus()
-    node_id = ray.get_runtime_context().get_node_id()
+    context = {"node_id": ray.get_runtime_context().get_node_id(), "started_at": started_at}
 
     def report(metrics: dict, ckpt_dir: Path | None) -> None:
         # Tune copies the folder into the search's storage before report returns.
-        tune.report({**metrics, "node_id": node_id}, checkpoint=Checkpoint.from_directory(str(ckpt_dir)))
+        tune.report({**metrics, **context, "reported_at": time.time()}, checkpoint=Checkpoint.from_directory(str(ckpt_dir)))
 
     start = None
     restored = tune.get_checkpoint()
@@ -71,6 +76,7 @@ def run_trial(config: dict, data: TrialData, to_config: Callable[[dict], TrainCo
     if start is not None:
         log.info("trial resumes after epoch %d", start["epoch"])
     gym = Gym(cfg, data.images, data.targets, data.labels, data_fingerprint=data.fingerprint, checkpoint=start)
+    context.update(data_setup_s=gym.data_ready - started, data_cached=gym.data_cached)
     gym.fit(report)
 
 

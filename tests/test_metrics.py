@@ -169,3 +169,75 @@ def test_only_labels_with_enough_validation_positives_get_their_own_threshold():
     assert global_t == 0.5 and per_label.tolist() == [0.5, 0.5]   # 4 < 10 positives: label 1 keeps the global one
     _, few = choose_thresholds(probs, targets, default=0.5, min_positives=1)
     assert few[0] == 0.5 and 0.1 < few[1] <= 0.3                  # with no minimum it gets its own
+
+
+# ---- the cross-validated guard of per-label thresholds (issue 13) ---------------------------------
+
+COARSE_GRID = np.array([0.3, 0.4, 0.5, 0.6, 0.7])
+"""short grids keep these tests fast (each threshold choice is a scikit-learn call per grid value)"""
+
+
+def _same_calibration(seed: int = 8, n: int = 200):
+    """Three labels with one and the same weak score distribution: any threshold of a label's own is noise."""
+    rng = np.random.default_rng(seed)
+    targets = rng.random((n, 3)) < 0.35
+    probs = np.clip(0.5 + 0.1 * targets + 0.25 * rng.standard_normal((n, 3)), 0, 1)
+    return probs, targets
+
+
+def _different_calibration(seed: int = 0, n: int = 200):
+    """Label 0 separates at 0.7, label 1 at 0.2: no one threshold serves both."""
+    rng = np.random.default_rng(seed)
+    targets = rng.random((n, 2)) < 0.4
+    probs = np.clip(np.where(targets, [0.8, 0.3], [0.6, 0.1]) + 0.04 * rng.standard_normal((n, 2)), 0, 1)
+    return probs, targets
+
+
+@pytest.mark.parametrize("guard", ("cv", "cv-label"))
+def test_the_cv_guard_falls_back_to_the_global_threshold_when_per_label_ones_overfit(guard):
+    from trainable.metrics import choose_thresholds, cv_predictions
+
+    probs, targets = _same_calibration()
+    micro = lambda pred: skm.f1_score(targets, pred, average="micro")  # noqa: E731
+    global_t, in_sample = choose_thresholds(probs, targets, 0.5, 40, guard="insample", grid=COARSE_GRID)
+    # the in-sample guard keeps own thresholds: they raise validation micro F1 on the data they were tuned on
+    assert (in_sample != global_t).any() and micro(probs >= in_sample) > micro(probs >= global_t)
+    # ... but out of fold they lose to the re-chosen global threshold
+    global_pred, own_pred = cv_predictions(probs, targets, 0.5, 40, grid=COARSE_GRID)
+    assert micro(own_pred) < micro(global_pred)
+    t, guarded = choose_thresholds(probs, targets, 0.5, 40, guard=guard, grid=COARSE_GRID)
+    assert t == global_t and guarded.tolist() == [global_t] * 3
+
+
+@pytest.mark.parametrize("guard", ("cv", "cv-label"))
+def test_the_cv_guard_keeps_per_label_thresholds_that_clearly_help(guard):
+    from trainable.metrics import choose_thresholds
+
+    probs, targets = _different_calibration()
+    grid = np.array([0.2, 0.45, 0.7])
+    global_t, per_label = choose_thresholds(probs, targets, 0.45, 40, guard=guard, grid=grid)
+    assert global_t in (0.2, 0.7) and per_label.tolist() == [0.7, 0.2]
+    assert skm.f1_score(targets, probs >= per_label, average="micro") > 0.97
+    # a margin larger than any gain micro F1 can show sends them back to the global threshold
+    _, strict = choose_thresholds(probs, targets, 0.45, 40, guard=guard, margin=1.0, grid=grid)
+    assert strict.tolist() == [global_t] * 2
+
+
+def test_the_cv_guard_is_deterministic():
+    from trainable.metrics import choose_thresholds, cv_predictions
+
+    probs, targets = _same_calibration(seed=3)
+    fast = dict(folds=3, grid=np.array([0.3, 0.5, 0.7]))
+    np.random.seed(1)
+    first = choose_thresholds(probs, targets, 0.5, 40, guard="cv", **fast)
+    folds_a = cv_predictions(probs, targets, 0.5, 40, **fast)
+    np.random.seed(2)  # the global random state plays no part: the folds come from a seeded generator
+    second = choose_thresholds(probs, targets, 0.5, 40, guard="cv", **fast)
+    folds_b = cv_predictions(probs, targets, 0.5, 40, **fast)
+    assert first[0] == second[0] and first[1].tolist() == second[1].tolist()
+    assert all((a == b).all() for a, b in zip(folds_a, folds_b))
+    # another fold seed gives other out-of-fold predictions: the fixed seed is what makes it repeatable
+    other = cv_predictions(probs, targets, 0.5, 40, seed=1, **fast)
+    assert any((a != b).any() for a, b in zip(folds_a, other))
+    with pytest.raises(ValueError, match="guard"):
+        choose_thresholds(probs, targets, guard="holdout")

@@ -40,7 +40,7 @@ from trainable import store
 from trainable.baselines import PREFIX as BASELINE_PREFIX
 from trainable.errors import LabeltuneError
 from trainable.gym import CHECKPOINT_FILE
-from trainable.metrics import MIN_LABEL_POSITIVES, PRIMARY_METRIC, PRIMARY_MODE, keep_micro_f1  # noqa: F401  (re-exported)
+from trainable.metrics import CV_FOLDS, MIN_LABEL_POSITIVES, PRIMARY_METRIC, PRIMARY_MODE, keep_micro_f1  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ def register_model(promotion: Promotion, record: SearchRecord, model_name: str, 
     when `move_alias` (a model below its baseline is registered, but the alias stays where it was)."""
     import mlflow
 
-    from search.pyfunc import LabeltuneModel
+    from search.pyfunc import LabeltuneModel, signature
     from search.tracking import find_search_runs, is_number
 
     uri = store.tracking_uri(tracking_uri or record.tracking_uri)
@@ -295,29 +295,58 @@ def register_model(promotion: Promotion, record: SearchRecord, model_name: str, 
     promotion.model_name, promotion.alias, promotion.alias_set = model_name, alias, move_alias
     promotion.version = str(max((int(v.version) for v in versions), default=0) + 1)
     warnings.filterwarnings("ignore", module="mlflow")  # type-hint and cloudpickle advice for pyfunc authors
+    metrics = {
+        **{k: float(v) for k, v in promotion.test_per_label.items() if is_number(v)},
+        **{f"global_threshold/{k}": float(v) for k, v in promotion.test_global.items() if is_number(v)},
+        **{k: float(v) for k, v in promotion.val["per-label"].items() if is_number(v) and k.count("/") == 1},
+        **{k: float(v) for k, v in promotion.baselines.items()},
+    }
     with store.mlflow_uris(uri), mlflow.start_run(experiment_id=experiment_id, run_name=f"promote-{promotion.search}", tags=tags) as run:
-        mlflow.log_metrics({k: float(v) for k, v in promotion.test_per_label.items() if is_number(v)})
-        mlflow.log_metrics({f"global_threshold/{k}": float(v) for k, v in promotion.test_global.items() if is_number(v)})
-        mlflow.log_metrics({k: float(v) for k, v in promotion.val["per-label"].items()
-                            if is_number(v) and k.count("/") == 1})
-        mlflow.log_metrics({k: float(v) for k, v in promotion.baselines.items()})
         mlflow.log_dict(promotion.thresholds, "thresholds.json")
         promotion.run_id = run.info.run_id
         write_card()
         info = mlflow.pyfunc.log_model(
             name="model", python_model=LabeltuneModel(), registered_model_name=model_name,
             artifacts={"checkpoint": str(promotion.checkpoint), "model_card": str(promotion.card)},
+            signature=signature(list(promotion.thresholds)),  # no input_example: MLflow would load the model to check it
             pip_requirements=["labeltune"],
         )
         mlflow.log_artifact(str(promotion.card), "model")
+        # On the promotion run (the version's run_id) and on its logged model (MLflow 3's model page).
+        mlflow.log_metrics(metrics, model_id=info.model_id)
     version = str(info.registered_model_version)
     if version != promotion.version:  # another promotion registered in between: fix the copy on disk
         promotion.version = version
         write_card()
-    client.set_model_version_tag(model_name, version, "labeltune.search", promotion.search)
-    client.set_model_version_tag(model_name, version, "labeltune.beats_baseline", str(not promotion.below_baseline).lower())
+    client.update_model_version(model_name, version, description=version_description(promotion))
+    version_tags = {
+        "labeltune.search": promotion.search,
+        "labeltune.trial": ",".join(m.trial_id for m in promotion.members) or promotion.trial_id,
+        "labeltune.data_fingerprint": record.data_fingerprint,
+        "labeltune.beats_baseline": str(not promotion.below_baseline).lower(),
+    }
+    for key, value in version_tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
     if move_alias:
         client.set_registered_model_alias(model_name, alias, version)
+
+
+def version_description(promotion: Promotion) -> str:
+    """The registered version's description: the card's headline (test and val micro-F1 against the baselines),
+    then the search and the trial(s) it comes from."""
+    base = promotion.baselines
+    kind = (f"ensemble of trials {', '.join(m.trial_id for m in promotion.members)}" if len(promotion.members) > 1
+            else f"trial {promotion.trial_id} at epoch {promotion.epoch}")
+    if not promotion.below_baseline:
+        verdict = "beats the baseline"
+    elif promotion.alias_set:
+        verdict = "does not beat it; promoted with --allow-below-baseline"
+    else:
+        verdict = "does not beat it; the alias was not moved"
+    return (f"Test micro-F1 {promotion.test_per_label['test/micro_f1']:.4f} (per-label thresholds) against "
+            f"{base[BASELINE_PREFIX + 'test/micro_f1']:.4f} for the best no-learning baseline "
+            f"({promotion.baseline_rule}); validation {promotion.val_micro_f1:.4f} against "
+            f"{promotion.baseline_val_micro_f1:.4f} ({verdict}). Search {promotion.search}, {kind}.")
 
 
 def write_card(promotion: Promotion, record: SearchRecord, dataset, targets: np.ndarray, result) -> None:
@@ -384,7 +413,9 @@ def write_card(promotion: Promotion, record: SearchRecord, dataset, targets: np.
         *[f"| {k} | {v} |" for k, v in sorted(cfg.items())],
         "", "## Threshold policies", "",
         "Chosen on the validation split, scored on both; the model carries the per-label ones. A label gets a "
-        f"threshold of its own only with at least {MIN_LABEL_POSITIVES} validation positives.", "",
+        f"threshold of its own only with at least {MIN_LABEL_POSITIVES} validation positives, and the labels keep "
+        f"theirs only when a {CV_FOLDS}-fold cross-validation inside the validation split says they beat the "
+        f"global threshold (else every label gets the global one).", "",
         "| thresholds | val micro F1 | test micro F1 | test macro F1 | test micro P | test micro R | test exact match | test mAP |",
         "|---|---|---|---|---|---|---|---|",
         *[f"| {name} | {promotion.val[policy]['val/micro_f1']:.4f} | {m['test/micro_f1']:.4f} | {m['test/macro_f1']:.4f} | "

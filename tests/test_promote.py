@@ -14,6 +14,7 @@ import re
 import shutil
 import sys
 import tempfile
+import types
 from pathlib import Path
 
 import numpy as np
@@ -388,3 +389,157 @@ def test_the_search_summary_record_and_parent_run_carry_the_baselines(shared_sea
     logged = mlflow.MlflowClient(search.tracking_uri).get_run(parent.info.run_id).data.metrics
     assert logged["baseline/val/micro_f1"] == pytest.approx(expected["baseline/val/micro_f1"])
     assert logged["baseline/test/map"] == pytest.approx(expected["baseline/test/map"])
+
+
+# ---- issue 15: the registered version carries its figures, signature and lineage; pyfunc predicts ----------
+
+
+def _registered_images(search) -> tuple[list[Path], np.ndarray]:
+    """The shared search's test images, decoded in the registered model's one input form (uint8 RGB)."""
+    from trainable.data import decode_files
+
+    paths = sorted((search.data / "test" / "images").glob("im*.jpg"), key=lambda f: int(f.stem[2:]))
+    return paths, decode_files(paths, "rgb", progress=False)[0]
+
+
+@pytest.mark.timeout(300)
+def test_the_registered_version_has_description_signature_tags_and_the_run_metrics(promoted, monkeypatch):
+    import mlflow
+
+    search, p = promoted
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", search.tracking_uri)
+    client = mlflow.MlflowClient(search.tracking_uri)
+    version = client.get_model_version(p.model_name, p.version)
+    record = json.loads((search.path / "labeltune_search.json").read_text())
+
+    # the card's headline: test micro-F1 against the baseline's, then the search and the trial
+    description = version.description or ""
+    assert (f"Test micro-F1 {p.test_per_label['test/micro_f1']:.4f} (per-label thresholds) against "
+            f"{p.baselines['baseline/test/micro_f1']:.4f} for the best no-learning baseline") in description
+    assert f"validation {p.val_micro_f1:.4f} against {p.baseline_val_micro_f1:.4f}" in description
+    assert f"Search {search.name}, trial {p.trial_id} at epoch {p.epoch}" in description
+
+    assert version.tags["labeltune.search"] == search.name
+    assert version.tags["labeltune.trial"] == p.trial_id
+    assert version.tags["labeltune.data_fingerprint"] == record["data_fingerprint"]
+    assert version.tags["labeltune.beats_baseline"] == str(not p.below_baseline).lower()
+
+    # the promotion's figures are on the run the version points at
+    assert version.run_id == p.run_id
+    logged = client.get_run(version.run_id).data.metrics
+    for key, value in (("test/micro_f1", p.test_per_label["test/micro_f1"]), ("val/micro_f1", p.val_micro_f1),
+                       ("baseline/test/micro_f1", p.baselines["baseline/test/micro_f1"]),
+                       ("global_threshold/test/micro_f1", p.test_global["test/micro_f1"])):
+        assert logged[key] == pytest.approx(value), key
+
+    signature = mlflow.models.get_model_info(f"models:/{p.model_name}/{p.version}").signature
+    (spec,) = signature.inputs.inputs
+    assert (spec.type, spec.shape) == (np.dtype(np.uint8), (-1, 3, 128, 128))
+    assert signature.outputs.input_names() == list(p.thresholds)
+
+
+@pytest.mark.timeout(300)
+def test_the_registered_pyfunc_predicts_a_uint8_batch_as_pred_scores_does(promoted, tmp_path, monkeypatch):
+    """`mlflow.pyfunc.load_model(models:/...).predict` and the scoring server `mlflow models serve` runs
+    give the probabilities `labeltune pred --registered --scores` writes for the same images."""
+    import mlflow
+    from click.testing import CliRunner
+    from mlflow.pyfunc import scoring_server
+
+    from search.cli import main
+    from trainable import checkpoint as ckpt_io
+    from trainable.gym import Predictor
+
+    search, p = promoted
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", search.tracking_uri)
+    paths, batch = _registered_images(search)
+    labels = list(p.thresholds)
+    model = mlflow.pyfunc.load_model(f"models:/{p.model_name}/{p.version}")
+    frame = model.predict(batch)
+
+    assert list(frame.columns) == labels and frame.shape == (len(paths), len(labels))
+    probs = frame.to_numpy()
+    assert probs.dtype == np.float32 and ((probs >= 0) & (probs <= 1)).all()
+    assert probs.std(axis=0).max() > 1e-4, "every image got the same probabilities"
+    np.testing.assert_allclose(probs, Predictor(ckpt_io.load(p.checkpoint), "auto").probabilities(batch),
+                               rtol=1e-6, atol=1e-6)
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for path in paths:
+        shutil.copy(path, images / path.name)
+    scored = CliRunner().invoke(main, ["pred", "--registered", f"{p.model_name}/{p.version}", "--tracking-uri",
+                                       search.tracking_uri, "--images", str(images), "--out",
+                                       str(tmp_path / "s.tsv"), "--scores"])
+    assert scored.exit_code == 0, scored.output
+    header, rows = read_tsv(tmp_path / "s.tsv")
+    assert header == ["Filename", *labels] and [row[0] for row in rows] == [path.name for path in paths]
+    np.testing.assert_allclose(probs, [[float(v) for v in row[1:]] for row in rows], atol=1e-6)  # 6 decimals
+
+    # what `mlflow models serve` does with a request: {"inputs": nested uint8 array} -> a record per image
+    served = scoring_server.invocations(json.dumps({"inputs": batch[:2].tolist()}), "application/json", model,
+                                        model.metadata.get_input_schema())
+    assert served.status == 200, served.response
+    predictions = json.loads(served.response)["predictions"]
+    np.testing.assert_allclose([[row[label] for label in labels] for row in predictions], probs[:2], atol=1e-6)
+
+
+@pytest.mark.timeout(300)
+def test_the_registered_pyfunc_refuses_float_misshapen_or_path_input(promoted, monkeypatch):
+    import mlflow
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from search.pyfunc import LabeltuneModel
+
+    search, p = promoted
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", search.tracking_uri)
+    paths, batch = _registered_images(search)
+    model = mlflow.pyfunc.load_model(f"models:/{p.model_name}/{p.version}")
+    # MLflow's schema enforcement refuses them before the model sees them (the model's own guard raises ValueError)
+    with pytest.raises(MlflowException, match="does not match expected dtype uint8"):
+        model.predict(batch.astype(np.float32))
+    for misshapen in (batch[:, :1], batch[:, :, :64, :64], batch[0]):
+        with pytest.raises(MlflowException, match="does not match expected shape"):
+            model.predict(np.ascontiguousarray(misshapen))
+    with pytest.raises(MlflowException, match="Failed to enforce schema"):
+        model.predict(pd.DataFrame({"path": [str(path) for path in paths]}))
+
+    # called directly (no MLflow in between), the model still takes the one form only
+    direct = LabeltuneModel()
+    direct.load_context(types.SimpleNamespace(artifacts={"checkpoint": str(p.checkpoint)}))
+    with pytest.raises(ValueError, match="uint8 array N x 3 x 128 x 128"):
+        direct.predict(None, pd.DataFrame({"path": [str(path) for path in paths]}))
+    with pytest.raises(ValueError, match="uint8 array N x 3 x 128 x 128"):
+        direct.predict(None, batch.astype(np.float32))
+
+
+def test_a_gray_checkpoint_served_by_pyfunc_takes_the_rgb_input(synth_dir, tmp_path):
+    """One input form for every checkpoint: a gray model converts the RGB batch itself, and scores it as
+    `labeltune pred --checkpoint` does from images decoded in gray."""
+    import mlflow
+
+    from search.pyfunc import LabeltuneModel, signature
+    from trainable import checkpoint as ckpt_io
+    from trainable.config import TrainConfig
+    from trainable.data import decode, decode_files, load
+    from trainable.gym import Gym, Predictor
+
+    dataset = load(synth_dir)
+    cfg = TrainConfig(epochs=1, device="cpu", threads=1, model="cnn4", color="gray", image_size=32, width=0.25)
+    gym = Gym(cfg, decode(dataset, "rgb", progress=False), dataset.targets, dataset.labels,
+              data_fingerprint=dataset.fingerprint)
+    gym.fit()  # one epoch: a model whose outputs differ from image to image
+    path = gym.save(tmp_path / "gray" / "checkpoint.pt", {}, thresholds=[0.5] * len(dataset.labels))
+    mlflow.pyfunc.save_model(str(tmp_path / "model"), python_model=LabeltuneModel(),
+                             artifacts={"checkpoint": str(path)}, signature=signature(dataset.labels),
+                             pip_requirements=["labeltune"])
+    model = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+
+    paths = sorted((synth_dir / "test" / "images").glob("im*.jpg"))
+    rgb, _ = decode_files(paths, "rgb", progress=False)
+    gray, _ = decode_files(paths, "gray", progress=False)
+    probs = model.predict(rgb).to_numpy()
+    expected = Predictor(ckpt_io.load(path), "auto").probabilities(gray)
+    # luma of the decoded RGB (on the device) against PIL's: an R-only conversion is off by ~1e-3 here
+    np.testing.assert_allclose(probs, expected, atol=1e-5)

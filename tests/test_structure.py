@@ -168,3 +168,27 @@ def test_search_options_validate_names_the_flag(change, flag):
     with pytest.raises(SearchError, match=flag):
         SearchOptions(**{"data": "d", **change}).validate()
     SearchOptions(data="d").validate()  # the defaults are valid
+
+
+def test_listing_the_searches_imports_neither_ray_nor_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, atexit\n"
+            "atexit.register(lambda: print('HEAVY', sorted(m for m in ('torch', 'ray', 'mlflow', 'optuna', 'sklearn') "
+            "if m in sys.modules), file=sys.stderr))\n"
+            "from search.cli import main\n"
+            "main(['searches', '--storage', sys.argv[1]])\n")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert "no searches yet" in result.stdout and "HEAVY []" in result.stderr, result.stderr
+
+
+def test_pyproject_ships_every_package():
+    # cluster.yaml pip-installs the project (not editable): a package missing here is missing on the nodes.
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(REPO).parts) for top in ("trainable", "search")
+             for init in (REPO / top).rglob("__init__.py")}
+    assert found == listed

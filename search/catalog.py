@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from search.record import RECORD, SearchRecord, storage_root  # noqa: F401  (RECORD re-exported)
-from trainable.metrics import PRIMARY_METRIC
+from trainable.config import PRIMARY_METRIC
 
 
 def trial_results(search_path: Path) -> dict[str, list[dict]]:

@@ -6,6 +6,7 @@ and the running trials, at most every `every_s` seconds and whenever a trial end
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import click
@@ -55,12 +56,25 @@ class LiveTable(Callback):
         for t in trials:
             counts[t.status] = counts.get(t.status, 0) + 1
         status = ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
-        best = f" | best {PRIMARY_METRIC} {self.best[0]:.4f} ({self.best[1]}: {self.best[2]})" if self.best else ""
-        click.echo(f"[{now - self.started:6.0f}s] {len(trials)}/{self.trials} trials: {status}{best}")
+        width = terminal_width()
+        click.echo(fit(f"[{now - self.started:6.0f}s] {len(trials)}/{self.trials} trials: {status}", width))
+        if self.best:
+            click.echo(fit(f"    best {PRIMARY_METRIC} {self.best[0]:.4f}  {self.best[1]}  {self.best[2]}", width))
         for t in trials:
             if t.status == "RUNNING":
                 last = t.last_result or {}
                 epoch = last.get("training_iteration", 0)
                 score = last.get(PRIMARY_METRIC)
                 score_text = f"{score:.4f}" if isinstance(score, float) else "-"
-                click.echo(f"    {t.trial_id:<14} epoch {epoch}/{self.max_epochs}  {score_text:>7}  {describe(t.config)}")
+                click.echo(fit(f"    {t.trial_id:<10} epoch {epoch}/{self.max_epochs}  {score_text:>7}  {describe(t.config)}",
+                               width))
+
+
+def terminal_width() -> int:
+    """The terminal's columns (80 when piped or unknown), never fewer than 80."""
+    return max(80, shutil.get_terminal_size((80, 24)).columns)
+
+
+def fit(line: str, width: int) -> str:
+    """`line` cut to `width` columns, ending in '…' when cut."""
+    return line if len(line) <= width else line[:width - 1] + "…"

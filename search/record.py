@@ -27,6 +27,10 @@ from search.options import SearchError
 from trainable import store
 
 RECORD = "labeltune_search.json"
+STUDY_FILE = "optuna.db"
+"""the search's Optuna study (search/study.py), beside the record"""
+TUNE_TRIAL_ATTR = "tune_trial_id"
+"""the user attribute that names an Optuna trial's Tune trial"""
 FORMAT_VERSION = 2
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 """a search name is one path component: letters, digits, '_', '.', '-'"""
@@ -141,3 +145,8 @@ def search_dir(name: str, storage: str | None = None) -> Path:
 def exists(path: Path) -> bool:
     """Whether search folder `path` holds a record."""
     return (Path(path) / RECORD).exists()
+
+
+def study_url(search_path: Path) -> str:
+    """The sqlite URL of search folder `search_path`'s Optuna study (study name = search name)."""
+    return f"sqlite:///{Path(search_path).resolve() / STUDY_FILE}"

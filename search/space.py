@@ -248,14 +248,16 @@ def make_define_by_run(space: dict[str, Any], constants: dict[str, Any], pretrai
 
 def to_train_config(config: dict[str, Any]) -> TrainConfig:
     """A trial's config (Optuna's names) -> TrainConfig: `lr_<optimizer>` becomes `lr`."""
-    values = dict(config)
-    lr_keys = [k for k in values if k.startswith("lr_")]
-    chosen = f"lr_{values.get('optimizer', 'adamw')}"
-    if chosen in values:
-        values["lr"] = values[chosen]
-    for key in lr_keys:
-        values.pop(key)
-    return TrainConfig.from_dict(values)
+    return TrainConfig.from_dict(merge_lr(config))
+
+
+def merge_lr(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with the chosen optimizer's `lr_<optimizer>` as `lr` and no `lr_*` keys (as a person reads it)."""
+    values = {key: value for key, value in config.items() if not key.startswith("lr_")}
+    chosen = f"lr_{config.get('optimizer', TrainConfig.optimizer)}"
+    if chosen in config:
+        values["lr"] = config[chosen]
+    return values
 
 
 def points_to_evaluate(space: dict[str, Any], pretrained_models: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -21,15 +21,9 @@ from pathlib import Path
 
 from ray.tune.search.optuna import OptunaSearch
 
+from search.record import STUDY_FILE, TUNE_TRIAL_ATTR, study_url  # noqa: F401  (re-exported)
+
 log = logging.getLogger(__name__)
-
-STUDY_FILE = "optuna.db"
-TUNE_TRIAL_ATTR = "tune_trial_id"
-
-
-def study_url(search_path: Path) -> str:
-    return f"sqlite:///{Path(search_path).resolve() / STUDY_FILE}"
-
 
 def study_storage(search_path: Path):
     """An RDBStorage on the search folder's sqlite file (created on first use)."""

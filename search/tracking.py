@@ -1,6 +1,8 @@
 """MLflow tracking of a search: one parent run per search, one child run per trial, written by the driver.
 
-    tracker = MLflowTracker(store.tracking_uri(), "search-0612", parent_tags={...}, max_epochs=5)
+    tracker = MLflowTracker(store.tracking_uri(), "search-0612", parent_tags={...}, max_epochs=5,
+                            dataset={"name": "course", "folder": "/data/course", "fingerprint": "3fa9...",
+                                     "n_images": 20000, "labels": [...], "label_counts": {"baby": 95, ...}})
     tuner = Tuner(..., run_config=RunConfig(storage_path=..., callbacks=[tracker]))
     check_store(uri)                         # before starting: TrackingUnavailable names the URI
     parent, children = find_search_runs(uri, "search-0612")
@@ -8,20 +10,32 @@
 The tracker is a Ray Tune Callback, so it runs on the driver only: trials never talk to
 MLflow, and worker nodes need no access to the store. It uses an `MlflowClient` and never
 MLflow's global fluent state (`mlflow.set_experiment` on the driver would redirect other
-writers). Runs are found again by tags, so a resumed search (`search --resume NAME`, a new
-driver that unpickles this callback from Tune's experiment state) continues the same
-parent and child runs instead of leaving duplicates behind:
+writers). Runs are found again by tags, so a resumed search (`search --resume NAME`: a new
+driver with a fresh tracker, given `get_state()` of Tune's last snapshot through `set_state`)
+continues the same parent and child runs instead of leaving duplicates behind:
 
-    parent   tags labeltune.search=<name>, labeltune.role=parent
+    parent   tags labeltune.search=<name>, labeltune.role=parent; run name = search name
     child    tags labeltune.search=<name>, labeltune.role=trial, labeltune.trial_id=<id>,
-             mlflow.parentRunId=<parent run id>; run name = trial id; params = trial config
+             mlflow.parentRunId=<parent run id>; run name = <model>-<optimizer>-<5 chars of the id>;
+             params = trial config with one `lr` (the chosen optimizer's `lr_<optimizer>`)
+
+What a child holds, so that the runs table and a trial's charts stay readable: EPOCH_METRICS
+at step = epoch; at the trial's end `best/<PRIMARY_METRIC>`, `best_epoch` and
+`best/val/f1/<label>` (step 0), LABEL_TABLE (per-label figures and confusion counts of the best
+epoch), curves.png and confusion.png (best epoch). The per-label figures of the best epoch so
+far are kept in the tracker (`get_state`, which Tune saves with its experiment state), so they
+survive a resumed driver. When the search ends, the best trial's run is tagged
+labeltune.best=true and its name starts with BEST_MARK. The data (`dataset=`) is a dataset
+input of the parent and of every child: the runs table's Dataset column.
 
 A failing store must not stop a search: every hook logs a warning and returns.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
+import json
 import logging
 import numbers
 import os
@@ -35,13 +49,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import mlflow
-from mlflow.entities import Metric, Param, RunStatus, RunTag
-from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH
+from mlflow.data.sources import LocalArtifactDatasetSource
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH
 from ray.tune import Callback
 
+from search.space import merge_lr
 from trainable import plots, store
 from trainable.errors import LabeltuneError, first_line
-from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
+from trainable.metrics import PER_LABEL_METRICS, PRIMARY_METRIC, PRIMARY_MODE
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +66,21 @@ SEARCH_TAG = "labeltune.search"
 ROLE_TAG = "labeltune.role"
 TRIAL_TAG = "labeltune.trial_id"
 PARENT_RUN_TAG = "mlflow.parentRunId"
+BEST_TAG = "labeltune.best"
+BEST_MARK = "★ "
+"""starts the run name of the search's best trial ("★ cnn5-adamw-a1b2c")"""
+EPOCH_METRICS = (
+    "epoch", "img_per_s", "train/loss", "val/loss", "val/micro_f1", "val/macro_f1", "val/micro_precision",
+    "val/micro_recall", "val/macro_precision", "val/macro_recall", "val/map", "val/exact_match",
+)
+"""what a child run logs every epoch (the trial still reports every figure to Tune); per-label
+figures go to LABEL_TABLE once, for the best epoch, so the runs table and a trial's charts stay short"""
 CURVE_METRICS = ("train/loss", "val/loss", "val/micro_f1", "val/macro_f1")
 """what curves.png draws, read back from the store so that it spans a resumed trial's epochs"""
-PLAIN_METRICS = ("epoch", "img_per_s", "time_total_s")
-"""result keys without a '/' that are logged too; every numeric '<split>/<name>' key is logged"""
+LABEL_TABLE = "best_epoch_labels.csv"
+"""child artifact: one row per label (label, epoch, then PER_LABEL_METRICS) for the trial's best epoch"""
+DATASET_KEYS = ("name", "folder", "fingerprint", "n_images", "labels", "label_counts")
+"""the keys of MLflowTracker's `dataset` (folder and fingerprint required)"""
 
 
 class TrackingUnavailable(LabeltuneError):
@@ -82,7 +110,17 @@ class MLflowTracker(Callback):
 
     def __init__(self, tracking_uri: str, search_name: str, parent_tags: dict[str, str] | None = None,
                  experiment: str = "labeltune", max_epochs: int | None = None,
-                 parent_metrics: dict[str, float] | None = None) -> None:
+                 parent_metrics: dict[str, float] | None = None, dataset: dict | None = None) -> None:
+        """`dataset`: the search's data, logged as a dataset input of every run (DATASET_KEYS):
+        {"name": str, "folder": str, "fingerprint": str, "n_images": int, "labels": [str],
+        "label_counts": {label: positives}}; None logs none."""
+        if dataset is not None:
+            unknown = set(dataset) - set(DATASET_KEYS)
+            missing = {"folder", "fingerprint"} - set(dataset)
+            if unknown or missing:
+                raise ValueError(f"MLflowTracker dataset: unknown keys {sorted(unknown)}, missing {sorted(missing)}; "
+                                 f"valid keys: {', '.join(DATASET_KEYS)}")
+        self.dataset = dict(dataset) if dataset is not None else None
         self.tracking_uri = tracking_uri
         self.parent_metrics = {str(k): float(v) for k, v in (parent_metrics or {}).items()}
         """logged on the parent run when it is created (the search's baselines)"""
@@ -96,6 +134,9 @@ class MLflowTracker(Callback):
         """trial id -> child run id"""
         self._host_tags: dict[str, dict[str, str]] = {}
         """trial id -> node tags already written (tagged again only when a trial moves)"""
+        self._best: dict[str, dict] = {}
+        """trial id -> {"epoch", "value", "figures"}: its best epoch so far by PRIMARY_METRIC and that
+        epoch's per-label figures (LABEL_TABLE is written from them when the trial ends)"""
         self._warned: set[str] = set()
         self._client: mlflow.MlflowClient | None = None
 
@@ -105,6 +146,16 @@ class MLflowTracker(Callback):
         state["_client"] = None
         state["_last_step"] = None  # a resumed driver asks MLflow: the old one may have logged after this snapshot
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({"dataset": None, "_best": {}, **state})  # a tracker pickled before these existed
+
+    # `search --resume` gives Tune a fresh tracker; Tune hands it what get_state returned at its last snapshot.
+    def get_state(self) -> dict:
+        return {"best": dict(self._best)}
+
+    def set_state(self, state: dict) -> None:
+        self._best.update(state.get("best", {}))
 
     @property
     def client(self) -> mlflow.MlflowClient:
@@ -129,9 +180,11 @@ class MLflowTracker(Callback):
 
     @_guarded
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        """Log the epoch's numeric metrics at step = training_iteration (= epoch), in one batch."""
+        """Log EPOCH_METRICS at step = training_iteration (= epoch), in one batch; keep the best epoch's figures."""
         run_id, created = self._child_run(trial, create=True)
         step = int(result.get("training_iteration") or 0)
+        # Before the skip below: an epoch retrained after a driver loss may be the best one the snapshot missed.
+        self._keep_best(str(trial.trial_id), step, result)
         last = getattr(self, "_last_step", None)
         if last is None:
             last = self._last_step = {}
@@ -142,38 +195,38 @@ class MLflowTracker(Callback):
             return  # a trial retrained after a driver loss: MLflow keeps the first value of each step
         last[run_id] = step
         now = int(time.time() * 1000)
-        metrics = [Metric(key, float(value), now, step) for key, value in result.items()
-                   if ("/" in key or key in PLAIN_METRICS) and is_number(value)]
+        metrics = [Metric(key, float(result[key]), now, step) for key in EPOCH_METRICS if is_number(result.get(key))]
         tags = {}
         for key, tag in (("node_id", "labeltune.node_id"), ("hostname", "labeltune.hostname")):
             if result.get(key) is not None:
                 tags[tag] = str(result[key])
         if tags == self._host_tags.get(trial.trial_id):
             tags = {}
-        tag_list = [RunTag(k, v) for k, v in tags.items()]
-        for start in range(0, max(1, len(metrics)), MAX_METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=metrics[start:start + MAX_METRICS_PER_BATCH],
-                                  tags=tag_list if start == 0 else [])
+        self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
         if tags:
             self._host_tags[trial.trial_id] = tags
 
     @_guarded
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """Draw curves.png and confusion.png, tag an ASHA-stopped trial, and end the child run FINISHED."""
+        """Log the best epoch (metrics, LABEL_TABLE, figures), tag an ASHA-stopped trial, end the child run FINISHED."""
         run_id, _ = self._child_run(trial, create=False)
         if run_id is None:  # a trial that never started (stopped while pending): nothing to close
             return
         last = trial.last_result or {}
         try:
-            self._log_figures(run_id, last)
+            self._log_best_epoch(run_id, str(trial.trial_id), last)
         finally:
+            self._best.pop(str(trial.trial_id), None)  # written; the tracker's state stays small
             if self.max_epochs is not None and last.get("training_iteration") is not None:
                 self.client.set_tag(run_id, "labeltune.stopped_early", str(self._stopped_early(trial)).lower())
             self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     @_guarded
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """Tag the error (its exception line), keep the whole text as error.txt, end the child run FAILED."""
+        """Tag the error (its exception line), keep the whole text as error.txt, log the best epoch so far, end FAILED.
+
+        The best epoch stays kept: `search --resume` resumes errored trials.
+        """
         run_id, _ = self._child_run(trial, create=True)
         text = _trial_error_text(trial)
         try:
@@ -183,6 +236,8 @@ class MLflowTracker(Callback):
                     path = Path(tmp) / "error.txt"
                     path.write_text(text)
                     self.client.log_artifact(run_id, str(path))
+            if str(trial.trial_id) in self._best:
+                self._log_best_epoch(run_id, str(trial.trial_id), getattr(trial, "last_result", None) or {})
         finally:
             self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
 
@@ -235,6 +290,7 @@ class MLflowTracker(Callback):
             tags["labeltune.best_trial_id"] = best_run.data.tags.get(TRIAL_TAG, "")
             tags["labeltune.best_run_id"] = best_run.info.run_id
         self.client.log_batch(parent_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
+        self._mark_best(children, best_run)
         status = RunStatus.KILLED if killed else RunStatus.FINISHED
         self.client.set_terminated(parent_id, RunStatus.to_string(status))
 
@@ -256,6 +312,7 @@ class MLflowTracker(Callback):
             now = int(time.time() * 1000)
             self.client.log_batch(parent.info.run_id,
                                   metrics=[Metric(k, v, now, 0) for k, v in getattr(self, "parent_metrics", {}).items()])
+            self._log_dataset(parent.info.run_id)
             log.info("MLflow: search %s -> parent run %s (%s)", self.search_name, parent.info.run_id, self.tracking_uri)
             self.parent_run_id = parent.info.run_id
         return self.parent_run_id
@@ -274,24 +331,72 @@ class MLflowTracker(Callback):
             return run_id, False
         if not create:
             return None, False
-        run = self.client.create_run(self._experiment_id, run_name=trial_id, tags={
+        config = merge_lr(getattr(trial, "config", None) or {})
+        run = self.client.create_run(self._experiment_id, run_name=_run_name(trial_id, config), tags={
             PARENT_RUN_TAG: self.parent_run_id, SEARCH_TAG: self.search_name, ROLE_TAG: "trial", TRIAL_TAG: trial_id})
         self._children[trial_id] = run.info.run_id
         # Params once, at creation: logging a param again with another value raises in MLflow.
-        params = [Param(key, value) for key, value in _config_params(getattr(trial, "config", None) or {}).items()]
+        params = [Param(key, value) for key, value in _config_params(config).items()]
         for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
             self.client.log_batch(run.info.run_id, params=params[start:start + MAX_PARAMS_TAGS_PER_BATCH])
+        self._log_dataset(run.info.run_id)
         return run.info.run_id, True
 
-    def _log_figures(self, run_id: str, last: dict) -> None:
+    def _log_dataset(self, run_id: str) -> None:
+        dataset = getattr(self, "dataset", None)
+        if dataset is not None:
+            self.client.log_inputs(run_id, datasets=[_dataset_input(dataset)])
+
+    def _keep_best(self, trial_id: str, step: int, result: dict) -> None:
+        """Keep the epoch's per-label figures if its PRIMARY_METRIC beats the best so far (a tie keeps the first)."""
+        value = result.get(PRIMARY_METRIC)
+        if not is_number(value) or value != value:  # NaN never wins
+            return
+        kept = self._best.get(trial_id)
+        sign = 1.0 if PRIMARY_MODE == "max" else -1.0
+        if kept is None or sign * float(value) > sign * kept["value"]:
+            self._best[trial_id] = {"epoch": step, "value": float(value), "figures": _label_figures(result)}
+
+    def _log_best_epoch(self, run_id: str, trial_id: str, last: dict) -> None:
+        """best/<PRIMARY_METRIC> and best_epoch (over the epochs the run holds), best/val/f1/<label>, LABEL_TABLE,
+        curves.png and confusion.png (best epoch)."""
         history = _epoch_history(self.client, run_id)
-        labels = [key[len("val/tp/"):] for key in last if key.startswith("val/tp/")]
+        # A tracker that kept nothing (state lost): the last epoch's figures, labelled with their epoch.
+        kept = self._best.get(trial_id) or {"epoch": last.get("training_iteration"), "figures": _label_figures(last)}
+        figures, labels = kept["figures"], _labels(kept["figures"])
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"best/{key}", float(figures[key]), now, 0)
+                   for key in (f"val/f1/{label}" for label in labels) if key in figures]
+        best = _best_row(history)
+        if best is not None:
+            metrics += [Metric(f"best/{PRIMARY_METRIC}", best[PRIMARY_METRIC], now, 0),
+                        Metric("best_epoch", float(best["epoch"]), now, 0)]
+            if kept["epoch"] != best["epoch"]:
+                log.info("MLflow: trial %s: per-label figures are from epoch %s, its best epoch %s was not kept",
+                         trial_id, kept["epoch"], best["epoch"])
+        self.client.log_batch(run_id, metrics=metrics)
         with tempfile.TemporaryDirectory() as tmp:
             if history:
                 self.client.log_artifact(run_id, str(plots.plot_curves(history, Path(tmp) / "curves.png")))
             if labels:
-                path = plots.plot_confusion_grid(last, labels, Path(tmp) / "confusion.png", prefix="val")
+                path = plots.plot_confusion_grid(figures, labels, Path(tmp) / "confusion.png", prefix="val")
                 self.client.log_artifact(run_id, str(path))
+                self.client.log_artifact(run_id, str(_write_label_table(figures, labels, kept["epoch"],
+                                                                        Path(tmp) / LABEL_TABLE)))
+
+    def _mark_best(self, children: list, best_run: Any) -> None:
+        """Tag the best trial's run labeltune.best=true and start its name with BEST_MARK; unmark an earlier best."""
+        for run in children:
+            name = run.info.run_name or ""
+            is_best = best_run is not None and run.info.run_id == best_run.info.run_id
+            if is_best:
+                self.client.set_tag(run.info.run_id, BEST_TAG, "true")
+                if not name.startswith(BEST_MARK):
+                    self.client.update_run(run.info.run_id, name=BEST_MARK + name)
+            elif run.data.tags.get(BEST_TAG) == "true" or name.startswith(BEST_MARK):  # a resume found a better one
+                if BEST_TAG in run.data.tags:
+                    self.client.delete_tag(run.info.run_id, BEST_TAG)
+                self.client.update_run(run.info.run_id, name=name.removeprefix(BEST_MARK))
 
     def _stopped_early(self, trial: Any) -> bool:
         epochs = (getattr(trial, "last_result", None) or {}).get("training_iteration")
@@ -406,12 +511,67 @@ def _child_filter(search_name: str, trial_id: str | None = None) -> str:
 
 
 def _epoch_history(client: mlflow.MlflowClient, run_id: str) -> list[dict]:
-    """One dict per logged step with CURVE_METRICS and epoch; a step logged twice (restart) keeps its latest value."""
+    """One dict per logged step: CURVE_METRICS, PRIMARY_METRIC, epoch (= step); a step logged twice keeps its latest."""
     rows: dict[int, dict] = {}
-    for key in (*CURVE_METRICS, "epoch"):
+    for key in dict.fromkeys((*CURVE_METRICS, PRIMARY_METRIC)):
         for metric in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
             rows.setdefault(metric.step, {"epoch": metric.step})[key] = metric.value
     return [rows[step] for step in sorted(rows)]
+
+
+def _best_row(history: list[dict]) -> dict | None:
+    """The first epoch with the best PRIMARY_METRIC (NaN never wins), as promote ranks a trial; None without one."""
+    sign = 1.0 if PRIMARY_MODE == "max" else -1.0
+    rows = [row for row in history if PRIMARY_METRIC in row and row[PRIMARY_METRIC] == row[PRIMARY_METRIC]]
+    return max(rows, key=lambda row: sign * row[PRIMARY_METRIC], default=None)
+
+
+def _label_figures(result: dict) -> dict[str, float | int]:
+    """The per-label figures of a result (`val/<PER_LABEL_METRICS>/<label>`) as plain numbers."""
+    figures = {}
+    for key, value in result.items():
+        split, _, rest = key.partition("/")
+        name, _, label = rest.partition("/")
+        if split == "val" and name in PER_LABEL_METRICS and label and is_number(value):
+            figures[key] = value.item() if hasattr(value, "item") else value  # numpy scalars: plain, for the state
+    return figures
+
+
+def _labels(figures: dict) -> list[str]:
+    """The labels of `_label_figures` in the order the trial reported them."""
+    return list(dict.fromkeys(key.split("/")[2] for key in figures))
+
+
+def _write_label_table(figures: dict, labels: list[str], epoch: Any, path: Path) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["label", "epoch", *PER_LABEL_METRICS])
+        for label in labels:
+            writer.writerow([label, epoch, *(figures.get(f"val/{m}/{label}", "") for m in PER_LABEL_METRICS)])
+    return path
+
+
+def _run_name(trial_id: str, config: dict) -> str:
+    """'<model>-<optimizer>-<short id>' ('efficientnet_lite0-adamw-a1b2c'); parts the config lacks are left out."""
+    # A searcher's trial id is random hex ('a1b2c3d4'); Tune's own is '<experiment>_<counter>' ('3e5d2_00001').
+    head, _, counter = trial_id.rpartition("_")
+    short = (counter if head else trial_id)[:5]
+    return "-".join(str(part) for part in (config.get("model"), config.get("optimizer"), short) if part)
+
+
+def _dataset_input(dataset: dict) -> DatasetInput:
+    """The search's data as an MLflow dataset: name (digest) in the Dataset column, the counts in its profile.
+
+    Digest `<fingerprint[:12]>-<n_images>`: a search with `--limit` uses fewer images of the same data version.
+    """
+    fingerprint = str(dataset["fingerprint"])
+    digest = fingerprint[:12] + (f"-{dataset['n_images']}" if dataset.get("n_images") is not None else "")
+    source = LocalArtifactDatasetSource(str(dataset["folder"]))
+    profile = {key: dataset[key] for key in ("fingerprint", "n_images", "labels", "label_counts") if key in dataset}
+    entity = Dataset(name=str(dataset.get("name") or Path(str(dataset["folder"])).name), digest=digest,
+                     source_type=source._get_source_type(), source=source.to_json(),
+                     profile=json.dumps(profile, default=int))
+    return DatasetInput(entity, tags=[InputTag(MLFLOW_DATASET_CONTEXT, "train")])
 
 
 def _config_params(config: dict, prefix: str = "") -> dict[str, str]:

@@ -34,6 +34,9 @@ from trainable import store
 from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
 
 log = logging.getLogger(__name__)
+
+ASHA_REDUCTION = 3
+"""ASHA's reduction factor: a third of the trials at each rung go on"""
 from trainable.models import MODEL_SPECS  # noqa: E402
 
 GPU_SHARE = {name: spec.gpu_share for name, spec in MODEL_SPECS.items()}
@@ -58,6 +61,12 @@ class SearchResult:
     """trials were left unfinished (Ctrl-C): `search --resume NAME` continues them"""
     stop_reason: str = ""
     """why the search ended before its budget (--target or --plateau), '' otherwise"""
+    all_rows: list[dict] = field(default_factory=list)
+    """every trial that reported, best first (top holds the first 5)"""
+    stopped_early: int = 0
+    """trials ASHA stopped before the last epoch"""
+    asha_rungs: list[int] = field(default_factory=list)
+    """the epochs at which ASHA could stop a trial ([]: the budget left it none)"""
 
 
 # ---- resources -----------------------------------------------------------------
@@ -139,6 +148,9 @@ def init_ray(address: str | None) -> None:
     """Start a local Ray (address None) or join a cluster ('auto' or host:port)."""
     import ray
 
+    from search.console import quiet_ray
+
+    quiet_ray()
     # Short epochs snapshot the experiment often; that is expected, not a bottleneck worth a warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
@@ -252,7 +264,7 @@ def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks
     searcher = ConcurrencyLimiter(searcher, max_concurrent=max(1, concurrency))
     if scheduler is None:
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=opts.epochs,
-                                  grace_period=min(opts.grace_period, opts.epochs), reduction_factor=3)
+                                  grace_period=min(opts.grace_period, opts.epochs), reduction_factor=ASHA_REDUCTION)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -271,7 +283,7 @@ def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks
     )
 
 
-def _callbacks(opts: SearchOptions, record: SearchRecord) -> tuple[list, Any, Any]:
+def _callbacks(opts: SearchOptions, record: SearchRecord, trial_data) -> tuple[list, Any, Any]:
     """(Tune callbacks, the MLflow tracker or None, the SearchStopper or None)."""
     from search.progress import LiveTable
     from search.pruning import CheckpointPruner
@@ -294,7 +306,7 @@ def _callbacks(opts: SearchOptions, record: SearchRecord) -> tuple[list, Any, An
             "git_commit": record.git_commit or "", "split_seed": str(opts.split_seed),
             **({"warm_start": ", ".join(f"{k} ({v['added']} trials)" for k, v in record.warm_start.items())}
                if record.warm_start else {}),
-        }, max_epochs=opts.epochs, parent_metrics=record.baselines)
+        }, max_epochs=opts.epochs, parent_metrics=record.baselines, dataset=record_dataset(record, trial_data))
         callbacks.append(tracker)
     if opts.verbose:
         callbacks.append(LiveTable(max_epochs=opts.epochs, trials=opts.trials))
@@ -326,6 +338,14 @@ def warm_start_sources(names: str, storage: str | None, labels: list[str], finge
     if not sources:
         raise SearchError(f"--warm-start {names!r}: name at least one earlier search")
     return sources
+
+
+def record_dataset(record: SearchRecord, trial_data) -> dict:
+    """What the MLflow runs' dataset input says about the images the trials use (after --limit)."""
+    counts = trial_data.targets.sum(axis=0)
+    return {"name": Path(record.data).name, "folder": record.data, "fingerprint": record.data_fingerprint,
+            "n_images": int(len(trial_data.targets)), "labels": list(record.labels),
+            "label_counts": {label: int(c) for label, c in zip(record.labels, counts)}}
 
 
 def _check_tracking(opts: SearchOptions) -> None:
@@ -369,7 +389,7 @@ def run_search(opts: SearchOptions) -> SearchResult:
 
         record.warm_start = warm_start(record.path, name, sources, space)
     record.write()
-    callbacks, tracker, stopper = _callbacks(opts, record)
+    callbacks, tracker, stopper = _callbacks(opts, record, data)
     tuner = build_tuner(opts, record, data, callbacks, stop=stopper)
     return _finish(tuner, record, tracker, stopper, time.time())
 
@@ -409,7 +429,7 @@ def resume_search(name: str, address: str | None = None, tracking_uri: str | Non
     from search.study import fail_zombies
 
     fail_zombies(path, record.name, tune_trial_ids(path) or set())
-    callbacks, tracker, stopper = _callbacks(opts, record)
+    callbacks, tracker, stopper = _callbacks(opts, record, data)
     tuner = build_tuner(opts, record, data, callbacks, restore_path=path, stop=stopper)
     return _finish(tuner, record, tracker, stopper, time.time())
 
@@ -417,6 +437,9 @@ def resume_search(name: str, address: str | None = None, tracking_uri: str | Non
 def _finish(tuner, record: SearchRecord, tracker, stopper, started: float) -> SearchResult:
     results = tuner.fit()
     summary = summarize(results)
+    epochs, grace = record.options.get("epochs", 0), record.options.get("grace_period", 1)
+    summary.asha_rungs = asha_rungs(epochs, grace)
+    summary.stopped_early = sum(1 for row in summary.all_rows if row["epochs"] < epochs)
     # Tune returns normally after Ctrl-C (it saves its state first). Interrupted: a trial neither finished
     # nor failed, or fewer trials than asked for while the time budget (if any) was not used up.
     unfinished = len(results) - results.num_terminated - results.num_errors
@@ -436,7 +459,24 @@ def _finish(tuner, record: SearchRecord, tracker, stopper, started: float) -> Se
         summary.parent_run_id, summary.tracking_uri = tracker.parent_run_id, tracker.tracking_uri
         if summary.stop_reason and tracker.parent_run_id:
             tracker.client.set_tag(tracker.parent_run_id, "labeltune.stop_reason", summary.stop_reason)
+        if tracker.parent_run_id:
+            try:  # importance, history, budget: an extra on the parent run, never a failed search
+                from search.report import log_to_run
+
+                log_to_run(tracker.client, tracker.parent_run_id, record.path)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("the search report for parent run %s failed: %s: %s (labeltune report %s retries it)",
+                            tracker.parent_run_id, type(exc).__name__, exc, record.name)
     return summary
+
+
+def asha_rungs(max_epochs: int, grace_period: int, reduction: int = ASHA_REDUCTION) -> list[int]:
+    """The epochs at which ASHA may stop a trial (grace_period x reduction^k below max_epochs); [] = none."""
+    rungs, rung = [], max(1, grace_period)
+    while rung < max_epochs:
+        rungs.append(rung)
+        rung *= reduction
+    return rungs
 
 
 def summarize(results) -> SearchResult:
@@ -461,4 +501,4 @@ def summarize(results) -> SearchResult:
     best = results.get_best_result(PRIMARY_METRIC, PRIMARY_MODE, scope="all")
     frame = best.metrics_dataframe
     best_metrics = frame.loc[frame[PRIMARY_METRIC].idxmax()].to_dict()
-    return SearchResult("", "", best.config, best_metrics, rows[:5], len(results), errored)
+    return SearchResult("", "", best.config, best_metrics, rows[:5], len(results), errored, all_rows=rows)

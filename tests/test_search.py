@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -67,6 +68,7 @@ def finished_search(tmp_path_factory, ray_address, synth_dir, _mlflow_template):
     proc = run_cli("search", "--data", str(synth_dir), "--space", str(space), "--trials", "6", "--epochs", "3",
                    "--concurrency", "2", "--name", "s1", "--address", ray_address,
                    env={"LABELTUNE_HOME": str(home)})
+    (home / "search.stderr").write_text(proc.stderr)  # for the quiet-console test
     return home, "s1", proc.stdout
 
 
@@ -80,6 +82,18 @@ def test_search_completes_and_reports_the_best_trial(finished_search):
     assert "top 5:" in stdout and f"labeltune promote --search {name}" in stdout
     record = json.loads((home / "runs" / name / "labeltune_search.json").read_text())
     assert record["status"] == "finished" and record["data_fingerprint"] and record["space_fingerprint"]
+
+
+@pytest.mark.timeout(600)
+def test_the_console_shows_only_labeltunes_lines_within_80_columns(finished_search):
+    home, name, stdout = finished_search
+    stderr = (home / "search.stderr").read_text()
+    noise = ("INFO", "Token authentication", "ExperimentalWarning", "TensorBoard", "Configuration for experiment",
+             "A new study created", "View detailed results", "mlflow.store", "decode:", "Downloading artifacts")
+    assert not [n for n in noise if n in stdout + stderr], stdout + stderr
+    live = stdout.split(f"\nsearch {name}:")[0]  # the live table: the terminal is 80 columns when piped
+    assert live.strip() and max(len(line) for line in live.splitlines()) <= 80
+    assert re.search(r"ASHA stopped \d+ of 6 trials early \(rungs at epoch 1\)", stdout)
 
 
 @pytest.mark.timeout(600)  # the first test to run pays for the shared search
@@ -122,6 +136,12 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(finished_search):
         expected = [r[PRIMARY_METRIC] for r in rows[f"trial_{trial_id}"]]
         assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(1, len(expected) + 1))
         assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(expected)
+        assert len(child.data.metrics) <= 30 and child.data.metrics["best/val/micro_f1"] == pytest.approx(max(expected))
+    # The search wires the dataset into every run: the runs table's Dataset column.
+    record = json.loads((home / "runs" / name / "labeltune_search.json").read_text())
+    for run in [parent, *children]:
+        inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
+        assert [i.dataset.digest.split("-")[0] for i in inputs] == [record["data_fingerprint"][:12]]
 
 
 @pytest.mark.timeout(600)  # the first test to run pays for the shared search

@@ -1,10 +1,14 @@
 """MLflowTracker in real Tune runs (parent + children, metrics, figures, failures), its resume
-semantics (runs found again by tags after a pickle round trip), and check_store's verdicts."""
+semantics (runs found again by tags after a pickle round trip, the best epoch's figures kept
+through Tune's callback state), and check_store's verdicts."""
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import pickle
+import re
 import socket
 import sqlite3
 import sys
@@ -16,7 +20,8 @@ import pytest
 import ray.cloudpickle
 from ray import tune
 
-from search.tracking import MLflowTracker, TrackingUnavailable, check_store, find_search_runs
+from search.tracking import (BEST_MARK, EPOCH_METRICS, LABEL_TABLE, MLflowTracker, TrackingUnavailable, check_store,
+                             find_search_runs)
 from trainable.metrics import PRIMARY_METRIC
 
 # tests/ is not importable on Ray workers: ship this module's functions (the trainables) by value.
@@ -24,6 +29,9 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 LABELS = ("dog", "sea")
 EPOCHS = 3
+RISE_AND_FALL = (0.1, 0.3, 0.2)
+"""added to val/micro_f1 at epochs 1, 2, 3: the best epoch is not the last"""
+BEST_EPOCH = 2
 
 
 def _uri(home: Path) -> str:
@@ -32,13 +40,18 @@ def _uri(home: Path) -> str:
 
 def _fake_metrics(x: float, epoch: int) -> dict:
     """What the Gym would report at an epoch; deterministic so the test can recompute it."""
-    f1 = round(0.1 * epoch + x, 6)
+    f1 = round(x + RISE_AND_FALL[epoch - 1], 6)
     metrics = {"epoch": epoch, "img_per_s": 100.0 * epoch, "train/loss": 1.0 / epoch, "val/loss": 1.2 / epoch,
-               "val/micro_f1": f1, "val/macro_f1": f1 / 2}
+               "val/micro_f1": f1, "val/macro_f1": f1 / 2, "val/map": f1 / 3, "val/hamming_acc": 0.9}
     for i, label in enumerate(LABELS):
         metrics.update({f"val/tp/{label}": epoch + i, f"val/fp/{label}": 1, f"val/fn/{label}": 2, f"val/tn/{label}": 10})
-        metrics[f"val/f1/{label}"] = f1
+        metrics.update({f"val/f1/{label}": f1 - 0.01 * i, f"val/acc/{label}": 0.5 + 0.1 * epoch})
     return metrics
+
+
+def _dataset(tmp_path: Path) -> dict:
+    return {"name": "toy", "folder": str(tmp_path / "data"), "fingerprint": "ab12" * 16, "n_images": 40,
+            "labels": list(LABELS), "label_counts": {"dog": 7, "sea": 3}}
 
 
 def _make_trainable(fail_x: float | None = None):
@@ -68,28 +81,53 @@ def _artifacts(client: mlflow.MlflowClient, run_id: str) -> set[str]:
     return {a.path for a in client.list_artifacts(run_id)}
 
 
+def _label_table(client: mlflow.MlflowClient, run_id: str, folder: Path) -> list[dict]:
+    local = client.download_artifacts(run_id, LABEL_TABLE, str(folder / run_id))
+    with open(local, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _assert_dataset_input(client: mlflow.MlflowClient, run_id: str, dataset: dict) -> None:
+    (logged,) = client.get_run(run_id).inputs.dataset_inputs
+    assert logged.dataset.name == "toy" and logged.dataset.digest == f"{dataset['fingerprint'][:12]}-40"
+    assert json.loads(logged.dataset.source) == {"uri": dataset["folder"]}
+    profile = json.loads(logged.dataset.profile)
+    assert profile["fingerprint"] == dataset["fingerprint"] and profile["label_counts"] == {"dog": 7, "sea": 3}
+    assert profile["n_images"] == 40 and profile["labels"] == list(LABELS)
+    assert {t.key: t.value for t in logged.tags} == {"mlflow.data.context": "train"}
+
+
 @pytest.mark.timeout(180)
 def test_search_logs_parent_children_metrics_and_figures(ray_address, labeltune_home, tmp_path):
     uri = _uri(labeltune_home)
-    tracker = MLflowTracker(uri, "s1", parent_tags={"labeltune.space": "quick"}, max_epochs=EPOCHS)
-    grid = _fit(tmp_path, tracker, {"x": tune.uniform(0.0, 0.5), "long": "y" * 7000, "opt": {"name": "sgd"}},
-                num_samples=3)
+    dataset = _dataset(tmp_path)
+    tracker = MLflowTracker(uri, "s1", parent_tags={"labeltune.space": "quick"}, max_epochs=EPOCHS, dataset=dataset)
+    space = {"x": tune.uniform(0.0, 0.5), "long": "y" * 7000, "opt": {"name": "sgd"}, "model": "cnn5",
+             "optimizer": tune.grid_search(["adamw", "sgd", "adamw"]), "lr_adamw": 1e-3, "lr_sgd": 0.1}
+    grid = _fit(tmp_path, tracker, space, num_samples=1)
     assert not grid.errors
 
     client = mlflow.MlflowClient(uri)
     parent, children = find_search_runs(uri, "s1")
     assert parent is not None and parent.info.status == "FINISHED"
     assert parent.info.run_name == "s1" and parent.data.tags["labeltune.space"] == "quick"
+    _assert_dataset_input(client, parent.info.run_id, dataset)
     assert len(children) == 3
     configs = {r.metrics["trial_id"]: r.config for r in grid}
     assert {c.data.tags["labeltune.trial_id"] for c in children} == set(configs)
 
-    best = 0.0
+    best, names = 0.0, set()
+    # The real data's 14 labels: the epoch metrics, best/val/micro_f1, best_epoch and best/val/f1/<label>.
+    assert len(EPOCH_METRICS) + 2 + 14 <= 30
     for child in children:
         trial_id = child.data.tags["labeltune.trial_id"]
-        x = configs[trial_id]["x"]
+        x, optimizer = configs[trial_id]["x"], configs[trial_id]["optimizer"]
         assert child.info.status == "FINISHED"
-        assert child.info.run_name == trial_id
+        name = re.fullmatch(rf"({BEST_MARK})?cnn5-{optimizer}-(\w{{5}})", child.info.run_name)
+        assert name and name[2] in trial_id, child.info.run_name
+        names.add(name[2])
+        assert (name[1] is not None) == (child.data.tags.get("labeltune.best") == "true")
+        assert (name[1] is not None) == (trial_id == parent.data.tags["labeltune.best_trial_id"])
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["labeltune.role"] == "trial"
         assert child.data.tags["labeltune.node_id"] == "node-abc"
@@ -98,17 +136,36 @@ def test_search_logs_parent_children_metrics_and_figures(ray_address, labeltune_
         assert child.data.params["x"] == str(x)
         assert child.data.params["opt/name"] == "sgd"
         assert child.data.params["long"] == "y" * 6000  # cut to MLflow's limit
+        assert child.data.params["optimizer"] == optimizer and child.data.params["model"] == "cnn5"
+        assert child.data.params["lr"] == str(configs[trial_id][f"lr_{optimizer}"])
+        assert not any(key.startswith("lr_") for key in child.data.params)
+        _assert_dataset_input(client, child.info.run_id, dataset)
+
         history = client.get_metric_history(child.info.run_id, PRIMARY_METRIC)
         assert sorted((m.step, m.value) for m in history) == [(e, _fake_metrics(x, e)[PRIMARY_METRIC]) for e in (1, 2, 3)]
-        assert [m.value for m in client.get_metric_history(child.info.run_id, "val/tp/sea")] == [2, 3, 4]
-        logged = set(child.data.metrics)
-        assert {"epoch", "img_per_s", "time_total_s", "train/loss", "val/fn/dog"} <= logged
-        assert "flag" not in logged and "training_iteration" not in logged and not any(k.startswith("config") for k in logged)
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "val/map")] == [1, 2, 3]
+        per_epoch = {key for key in EPOCH_METRICS if key in _fake_metrics(x, 1)}
+        best_metrics = {f"best/{PRIMARY_METRIC}", "best_epoch", *(f"best/val/f1/{label}" for label in LABELS)}
+        assert set(child.data.metrics) == per_epoch | best_metrics  # no per-label keys per epoch, no hamming_acc
+        assert child.data.metrics[f"best/{PRIMARY_METRIC}"] == max(m.value for m in history)
+        assert child.data.metrics["best_epoch"] == BEST_EPOCH
+        at_best = _fake_metrics(x, BEST_EPOCH)
+        assert child.data.metrics["best/val/f1/sea"] == pytest.approx(at_best["val/f1/sea"])
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "best/val/f1/sea")] == [0]
+
+        rows = _label_table(client, child.info.run_id, tmp_path)
+        assert [row["label"] for row in rows] == list(LABELS)
+        for row in rows:
+            assert row["epoch"] == str(BEST_EPOCH)
+            for name in ("f1", "acc", "tp", "fp", "fn", "tn"):
+                assert float(row[name]) == pytest.approx(at_best[f"val/{name}/{row['label']}"]), name
         assert {"curves.png", "confusion.png"} <= _artifacts(client, child.info.run_id)
         local = Path(client.download_artifacts(child.info.run_id, "confusion.png", str(tmp_path)))
         assert local.read_bytes()[:4] == b"\x89PNG"
-        best = max(best, _fake_metrics(x, EPOCHS)[PRIMARY_METRIC])
+        best = max(best, at_best[PRIMARY_METRIC])
 
+    assert len(names) == 3  # the names tell the trials apart
+    assert sum(child.data.tags.get("labeltune.best") == "true" for child in children) == 1
     assert parent.data.metrics[f"best/{PRIMARY_METRIC}"] == pytest.approx(best)
     assert parent.data.tags["labeltune.trials"] == "3" and parent.data.tags["labeltune.trials_terminated"] == "3"
     assert parent.data.tags["labeltune.trials_stopped_early"] == "0"
@@ -132,6 +189,7 @@ def test_failing_trial_is_failed_with_its_error_others_finish(ray_address, label
     assert failed.info.status == "FAILED"
     assert "ValueError: boom at x=0.1" in failed.data.tags["labeltune.error"]
     assert "error.txt" in _artifacts(mlflow.MlflowClient(uri), failed.info.run_id)
+    assert failed.data.metrics["best_epoch"] == 1  # the one epoch it reported
     for x in ("0.0", "0.2"):
         assert by_x[x].info.status == "FINISHED"
         assert by_x[x].data.tags["labeltune.stopped_early"] == "true"  # 3 epochs of max 4
@@ -159,6 +217,13 @@ def test_resume_finds_the_same_runs_after_a_pickle_round_trip(labeltune_home):
         parent, children = find_search_runs(uri, "s3")
         return parent.info.status, {c.data.tags["labeltune.trial_id"]: c.info.status for c in children}
 
+    def names() -> dict[str, str]:
+        """trial id -> run name, checked against the labeltune.best tag"""
+        _, children = find_search_runs(uri, "s3")
+        for c in children:
+            assert (c.data.tags.get("labeltune.best") == "true") == c.info.run_name.startswith(BEST_MARK)
+        return {c.data.tags["labeltune.trial_id"]: c.info.run_name for c in children}
+
     first = MLflowTracker(uri, "s3", max_epochs=EPOCHS)
     first.setup(total_num_samples=2)
     for trial in trials:
@@ -182,6 +247,7 @@ def test_resume_finds_the_same_runs_after_a_pickle_round_trip(labeltune_home):
     second.on_trial_complete(iteration=2, trials=trials, trial=done)
     second.on_experiment_end(trials=trials)
     assert statuses() == ("KILLED", {"t_00000": "FINISHED", "t_00001": "KILLED"})
+    assert names() == {"t_00000": f"{BEST_MARK}00000", "t_00001": "00001"}  # 0.1 + 0.3 at epoch 2 beats 0.2 + 0.1
 
     third = ray.cloudpickle.loads(ray.cloudpickle.dumps(second))
     third.setup()
@@ -191,6 +257,7 @@ def test_resume_finds_the_same_runs_after_a_pickle_round_trip(labeltune_home):
     third.on_trial_complete(iteration=3, trials=trials, trial=cut)
     third.on_experiment_end(trials=trials)
     assert statuses() == ("FINISHED", {"t_00000": "FINISHED", "t_00001": "FINISHED"})
+    assert names() == {"t_00000": "00000", "t_00001": f"{BEST_MARK}00001"}  # the mark moved to the new best
 
     parent, children = find_search_runs(uri, "s3")
     assert parent.info.run_id == first.parent_run_id
@@ -211,8 +278,48 @@ def test_resume_finds_the_same_runs_after_a_pickle_round_trip(labeltune_home):
     assert children[0].data.tags["labeltune.stopped_early"] == "true"
     assert children[1].data.tags["labeltune.stopped_early"] == "false"
     assert {"curves.png", "confusion.png"} <= _artifacts(client, children[1].info.run_id)
-    assert parent.data.metrics[f"best/{PRIMARY_METRIC}"] == pytest.approx(_fake_metrics(0.2, 3)[PRIMARY_METRIC])
+    best = _fake_metrics(0.2, BEST_EPOCH)[PRIMARY_METRIC]
+    assert parent.data.metrics[f"best/{PRIMARY_METRIC}"] == pytest.approx(best)
     assert parent.data.tags["labeltune.best_trial_id"] == "t_00001"
+
+
+@pytest.mark.parametrize("snapshot_after", [2, 1])
+def test_the_best_epochs_figures_survive_a_resumed_driver(labeltune_home, tmp_path, snapshot_after):
+    """`search --resume` gives Tune a fresh tracker and hands it get_state() from the last snapshot. The best
+    epoch (2) was reported to the old driver; with snapshot_after=1 the old driver logged it to MLflow after the
+    snapshot, and the resumed trial retrains it (MLflow keeps the first value; the tracker keeps its figures)."""
+    uri = _uri(labeltune_home)
+    trial = _trial("t_00000", 0.1)
+    old = MLflowTracker(uri, "s5", max_epochs=EPOCHS)
+    old.setup()
+    old.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    for epoch in (1, 2):
+        _report(old, trial, epoch)
+        if epoch == snapshot_after:
+            state = ray.cloudpickle.loads(ray.cloudpickle.dumps(old.get_state()))  # Tune's callback-state file
+
+    new = MLflowTracker(uri, "s5", max_epochs=EPOCHS)
+    new.set_state(state)
+    new.setup()
+    new.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    for epoch in range(snapshot_after + 1, EPOCHS + 1):
+        _report(new, trial, epoch)
+    new.on_trial_complete(iteration=EPOCHS, trials=[trial], trial=trial)
+    assert new.get_state() == {"best": {}}  # written, then dropped
+
+    client = mlflow.MlflowClient(uri)
+    _, (child,) = find_search_runs(uri, "s5")
+    assert child.data.metrics["best_epoch"] == BEST_EPOCH
+    rows = _label_table(client, child.info.run_id, tmp_path)
+    assert [(row["epoch"], int(row["tp"])) for row in rows] == [
+        (str(BEST_EPOCH), _fake_metrics(0.1, BEST_EPOCH)[f"val/tp/{label}"]) for label in LABELS]
+
+
+def test_a_dataset_without_folder_or_fingerprint_is_refused(labeltune_home):
+    with pytest.raises(ValueError, match="missing \\['fingerprint'\\]"):
+        MLflowTracker(_uri(labeltune_home), "s6", dataset={"name": "toy", "folder": "/data"})
+    with pytest.raises(ValueError, match="unknown keys \\['count'\\]"):
+        MLflowTracker(_uri(labeltune_home), "s6", dataset={"folder": "/data", "fingerprint": "ab", "count": 3})
 
 
 def test_a_broken_store_warns_and_does_not_stop_the_search(tmp_path, caplog):

@@ -29,18 +29,27 @@ AUGMENTS = ("none", "flip", "flipcrop")
 POS_WEIGHTS = ("off", "auto")
 DEVICES = ("auto", "cpu", "cuda")
 IMAGE_SIZES = (128, 64, 32)
+PRIMARY_METRIC = "val/micro_f1"
+"""the figure ASHA, Optuna, checkpoint ranking and promotion optimise (the course scored micro F1)"""
+PRIMARY_MODE = "max"
+"""PRIMARY_METRIC is better when larger"""
+# The registries' names, here so that `--help` lists them without importing torch; trainable.models
+# and trainable.getters refuse to import when their registries hold other names.
+MODEL_NAMES = ("dummy", "cnn4", "cnn3bn", "cnn5", "resnet18", "resnet50", "efficientnet_lite0")
+LOSS_NAMES = ("bce", "multilabel_soft_margin", "mse", "l1", "asl")
+OPTIMIZER_NAMES = ("adamw", "adam", "sgd", "adamax", "adadelta")
 
 
 @dataclass
 class TrainConfig:
     model: str = "efficientnet_lite0"
-    """name in trainable.models.MODELS (default: the pretrained backbone, far ahead of the small CNNs: bench/results/train_defaults_*.json)"""
+    """the network (default: the pretrained backbone, far ahead of the small CNNs: bench/results/train_defaults_*.json)"""
     pretrained: bool = False
     """start from ImageNet weights (resnet18/50: from `weights` or the torch hub cache; efficientnet_lite0: shipped)"""
     weights: str = ""
     """absolute path of a pretrained state dict for resnet18/50; empty = torch hub cache"""
     loss: str = "bce"
-    """name in trainable.getters.LOSSES"""
+    """the training loss (asl: the asymmetric loss)"""
     asl_gamma_neg: float = 4.0
     """asl loss: focusing exponent of the negatives (larger = easy negatives count less)"""
     asl_gamma_pos: float = 0.0
@@ -48,7 +57,7 @@ class TrainConfig:
     asl_clip: float = 0.05
     """asl loss: probability margin below which a negative counts as solved (0 = none)"""
     optimizer: str = "adamw"
-    """name in trainable.getters.OPTIMIZERS"""
+    """the optimizer"""
     lr: float = 1e-3
     """learning rate of the optimizer"""
     weight_decay: float = 0.0
@@ -123,6 +132,9 @@ class TrainConfig:
             if value not in options:
                 raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(str, options))}")
 
+        choice("model", MODEL_NAMES)
+        choice("loss", LOSS_NAMES)
+        choice("optimizer", OPTIMIZER_NAMES)
         choice("color", COLORS)
         choice("augment", AUGMENTS)
         choice("pos_weight", POS_WEIGHTS)

@@ -129,7 +129,7 @@ def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
 def _progress(total: int, desc: str, enabled: bool) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)
+    return tqdm(total=total, desc=desc, unit="img", disable=None if enabled else True, leave=False)  # None: a terminal only
 
 
 def _chunked_map(fn: Callable[[Sequence[Any]], list[Any]], items: Sequence[Any], desc: str,

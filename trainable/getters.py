@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainable.config import ConfigError
+from trainable.config import LOSS_NAMES, OPTIMIZER_NAMES, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,9 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     ),
 }
 """name -> factory(params, lr, weight_decay, momentum); momentum is used by sgd only"""
+if (tuple(LOSSES), tuple(OPTIMIZERS)) != (LOSS_NAMES, OPTIMIZER_NAMES):
+    raise ImportError("trainable.config.LOSS_NAMES / OPTIMIZER_NAMES must list the LOSSES / OPTIMIZERS registries")
+
 
 
 def get_loss(name: str, pos_weight: torch.Tensor | None = None, **options) -> nn.Module:

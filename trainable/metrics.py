@@ -35,10 +35,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-PRIMARY_METRIC = "val/micro_f1"
-"""the figure ASHA, Optuna, checkpoint ranking and promotion optimise (the course scored micro F1)"""
-PRIMARY_MODE = "max"
-"""PRIMARY_METRIC is better when larger"""
+from trainable.config import PRIMARY_METRIC, PRIMARY_MODE  # noqa: F401  (defined in config: readable without torch)
+
 
 SUMMARY_METRICS = (
     "loss", "micro_f1", "macro_f1", "micro_precision", "micro_recall", "macro_precision", "macro_recall",

@@ -41,7 +41,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from trainable.config import ConfigError
+from trainable.config import MODEL_NAMES, ConfigError
 from trainable.errors import LabeltuneError
 
 log = logging.getLogger(__name__)
@@ -357,6 +357,8 @@ MODEL_SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("efficientnet_lite0", efficientnet_lite0, weights="package", gpu_share=0.5),
 )}
 """name -> ModelSpec: the registry every other model fact derives from"""
+if tuple(MODEL_SPECS) != MODEL_NAMES:
+    raise ImportError(f"trainable.config.MODEL_NAMES {MODEL_NAMES} must list the registry {tuple(MODEL_SPECS)}")
 
 MODELS: dict[str, Callable[..., nn.Module]] = {name: spec.builder for name, spec in MODEL_SPECS.items()}
 """name -> factory(num_labels, in_channels, width, pretrained, weights) returning an nn.Module of logits"""

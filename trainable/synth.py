@@ -439,7 +439,7 @@ def _write_images(jobs: list[tuple[int, str, tuple[str, ...]]], seed: int, worke
     from tqdm import tqdm
 
     chunks = [jobs[i:i + 250] for i in range(0, len(jobs), 250)]
-    with tqdm(total=len(jobs), unit="img", desc="synth", disable=not progress) as bar:
+    with tqdm(total=len(jobs), unit="img", desc="synth", disable=None if progress else True) as bar:  # a terminal only
         if workers <= 1 or len(chunks) <= 1:
             for chunk in chunks:
                 bar.update(_render_chunk(seed, chunk))

@@ -4,6 +4,7 @@
     trial.py    train, eval                  one trial, without Ray: the way to debug one
     search.py   search, searches             a Ray Tune search, the searches so far
     promote.py  promote, pred                the best checkpoint to the registry, predictions
+    report.py   report                       what a search found: top trials, importance, budget
     jobs.py     submit, jobs, logs, stop     a search as a job on a Ray cluster
     ui.py       ui                           the MLflow UI on the project's store
 
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 import click
 
-from search.cli import data, jobs, promote, search, trial, ui  # the modules; each command is an attribute
+from search.cli import data, jobs, promote, report, search, trial, ui  # the modules; each command is an attribute
+from search.console import quiet
 from trainable.errors import LabeltuneError
 
 
@@ -33,7 +35,9 @@ class LabeltuneGroup(click.Group):
 
 @click.group(cls=LabeltuneGroup, context_settings={"help_option_names": ["-h", "--help"]},
              commands=[data.data, trial.train, trial.eval_cmd, search.search, search.searches, promote.promote,
-                       promote.pred, jobs.submit, jobs.jobs, jobs.logs, jobs.stop, ui.ui])
+                       promote.pred, report.report, jobs.submit, jobs.jobs, jobs.logs, jobs.stop, ui.ui])
 @click.version_option(package_name="labeltune")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="also show Ray's, Tune's, Optuna's and MLflow's own messages")
+def main(verbose: bool) -> None:
     """labeltune: distributed hyperparameter search for multilabel image classifiers."""
+    quiet(show_third_party=verbose)

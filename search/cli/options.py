@@ -65,9 +65,12 @@ def config_options(command):
     Every default is None, meaning "not given": TrainConfig's own default applies, and
     `pretrained` follows trainable.models.pretrained_by_default.
     """
-    from trainable.config import AUGMENTS, COLORS, DEVICES, IMAGE_SIZES, POS_WEIGHTS, config_fields, field_doc
+    from trainable.config import (AUGMENTS, COLORS, DEVICES, IMAGE_SIZES, LOSS_NAMES, MODEL_NAMES, OPTIMIZER_NAMES,
+                                  POS_WEIGHTS, TrainConfig, config_fields, field_doc)
 
-    choices = {"color": COLORS, "augment": AUGMENTS, "pos_weight": POS_WEIGHTS, "device": DEVICES}
+    choices = {"model": MODEL_NAMES, "loss": LOSS_NAMES, "optimizer": OPTIMIZER_NAMES, "color": COLORS,
+               "augment": AUGMENTS, "pos_weight": POS_WEIGHTS, "device": DEVICES}
+    defaults = TrainConfig()
     for f in reversed(config_fields()):
         flag = "--" + f.name.replace("_", "-")
         doc = field_doc(f.name)
@@ -78,9 +81,11 @@ def config_options(command):
         elif f.name == "split_fractions":
             option = click.option(flag, default=None, help=doc + " [default: 0.8,0.1,0.1]", metavar="TRAIN,VAL,TEST")
         elif f.name == "image_size":
-            option = click.option(flag, type=click.Choice([str(s) for s in IMAGE_SIZES]), default=None, help=doc)
+            option = click.option(flag, type=click.Choice([str(s) for s in IMAGE_SIZES]), default=None,
+                                  help=f"{doc} [default: {defaults.image_size}]")
         elif f.name in choices:
-            option = click.option(flag, type=click.Choice(choices[f.name]), default=None, help=doc)
+            option = click.option(flag, type=click.Choice(choices[f.name]), default=None,
+                                  help=f"{doc} [default: {getattr(defaults, f.name)}]")
         else:
             kind = {"int": int, "float": float, "str": str}[f.type]
             option = click.option(flag, type=kind, default=None, help=f"{doc} [default: {f.default}]")

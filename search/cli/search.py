@@ -46,11 +46,17 @@ def search(resume_name, **options):
 
 def print_summary(result) -> None:
     from search.progress import describe
-    from trainable.metrics import PRIMARY_METRIC
+    from trainable.config import PRIMARY_METRIC
 
     click.echo(f"\nsearch {result.name}: {result.trials} trials ({result.errored} failed), stored in {result.path}")
     if result.stop_reason:
         click.echo(f"ended before its budget: {result.stop_reason}")
+    if result.asha_rungs:
+        click.echo(f"ASHA stopped {result.stopped_early} of {len(result.all_rows)} trials early "
+                   f"(rungs at epoch {', '.join(map(str, result.asha_rungs))})")
+    else:
+        click.echo("warning: --epochs is not above --grace-period, so ASHA had no rung to stop a trial at: every "
+                   "trial ran to the end (give --epochs of at least 2x the grace period)", err=True)
     if not result.top:
         raise click.ClickException("no trial reported a result")
     best = result.best_metrics[PRIMARY_METRIC]
@@ -82,7 +88,7 @@ def print_summary(result) -> None:
 def searches(storage):
     """List the searches: status, trials done, best score."""
     from search.catalog import list_searches
-    from trainable.metrics import PRIMARY_METRIC
+    from trainable.config import PRIMARY_METRIC
 
     rows = list_searches(storage)
     if not rows:

@@ -130,11 +130,12 @@ def train(data_dir, out, resume, no_track, tracking_uri, skip_bad_images, **opti
         if tracker:
             tracker.log_epoch(metrics)
         if metrics["epoch"] < cfg.epochs:
-            bar = tqdm(total=n_train, desc=f"epoch {metrics['epoch'] + 1}/{cfg.epochs}", unit="img", leave=False)
+            bar = tqdm(total=n_train, desc=f"epoch {metrics['epoch'] + 1}/{cfg.epochs}", unit="img", leave=False,
+                       disable=None)  # a terminal only, never a piped log
 
     click.echo(f"{cfg.model} on {len(gym.splits['all'])} images ({n_train} train, {len(gym.splits['val'])} val) "
                f"on {gym.device}, epochs {gym.epoch + 1}..{cfg.epochs}")
-    bar = tqdm(total=n_train, desc=f"epoch {gym.epoch + 1}/{cfg.epochs}", unit="img", leave=False)
+    bar = tqdm(total=n_train, desc=f"epoch {gym.epoch + 1}/{cfg.epochs}", unit="img", leave=False, disable=None)
     try:
         gym.fit(report, on_batch=on_batch)
     except LabeltuneError:  # an empty split (found before the first epoch) or a diverged loss

@@ -1,0 +1,230 @@
+"""search/report.py and `labeltune report` on a search folder built here: a kept Optuna study, Tune's
+result.json files and a record, the files a real search leaves (no Ray, no training)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from trainable.metrics import PRIMARY_METRIC
+
+MAX_EPOCHS = 9
+STRONG = "efficientnet_lite0"
+"""the model that scores high at the first rung: what importance must find"""
+
+
+def make_search(storage: Path, n_trials: int, name: str = "s") -> Path:
+    """A finished search of `n_trials`: a third use STRONG (rung score ~0.8, run all epochs), the rest score ~0.2
+    and stop after 1 or 3 epochs; results arrive interleaved across trials."""
+    import optuna
+
+    from search import space as spaces
+    from search.record import SearchRecord
+    from search.report import STUDY_FILE, TUNE_TRIAL_ATTR
+
+    space = spaces.load_space("quick")
+    space["model"] = [STRONG, "cnn4", "cnn5"]
+    constants = {"epochs": MAX_EPOCHS, "split_seed": 0, "seed": 0}
+    record = SearchRecord(name=name, storage=str(storage), space=space, constants=constants, status="finished",
+                          options={"epochs": MAX_EPOCHS, "grace_period": 1, "trials": n_trials},
+                          baselines={f"baseline/{PRIMARY_METRIC}": 0.3}, baseline_rule="predict people")
+    record.write()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Asked in memory and copied in one go: an ask/tell per trial on sqlite costs ~0.3 s on a busy machine.
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    for i in range(n_trials):
+        study.enqueue_trial({"model": space["model"][i % 3]})
+        trial = study.ask()
+        config = spaces.define_by_run(trial, space, constants, ())
+        trial_id = f"t{i:03d}"
+        trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+        strong = config["model"] == STRONG
+        epochs = MAX_EPOCHS if strong else (1 if i % 2 else 3)
+        scores = [(0.8 if strong else 0.2) + 0.001 * i + 0.01 * e for e in range(epochs)]
+        rows = [{PRIMARY_METRIC: s, "training_iteration": e + 1, "trial_id": trial_id, "config": config,
+                 "reported_at": 1000.0 + 10 * e + i, "time_this_iter_s": 2.0} for e, s in enumerate(scores)]
+        folder = record.path / f"trial_{trial_id}"
+        folder.mkdir()
+        (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        study.tell(trial, scores[-1])
+    kept = optuna.create_study(study_name=name, storage=f"sqlite:///{record.path / STUDY_FILE}", direction="maximize")
+    kept.add_trials(study.trials)
+    return record.path
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> Path:
+    """A search of exactly MIN_TRIALS_FOR_IMPORTANCE trials (tests copy it before changing it)."""
+    from search.report import MIN_TRIALS_FOR_IMPORTANCE
+
+    return make_search(tmp_path_factory.mktemp("big"), MIN_TRIALS_FOR_IMPORTANCE)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    """A search of 6 trials: t000, t003 run all epochs, t001, t005 stop at 1, t002, t004 at 3."""
+    return make_search(tmp_path_factory.mktemp("small"), 6, name="demo")
+
+
+def copy_of(search: Path, tmp_path: Path) -> Path:
+    shutil.copytree(search, tmp_path / search.name)
+    return tmp_path / search.name
+
+
+def test_importance_is_computed_on_the_first_rung_above_the_minimum(big):
+    from search.report import MIN_TRIALS_FOR_IMPORTANCE, MIN_TRIALS_PER_PARAM, analyse
+
+    report = analyse(big)
+    importance = report.importance
+    assert importance.trials == MIN_TRIALS_FOR_IMPORTANCE
+    assert next(iter(importance.values)) == "model", importance.values  # the one parameter that sets the rung score
+    assert sum(importance.values.values()) == pytest.approx(1.0)
+    # Conditional parameters are assessed on the trials that have them, one lr per optimizer, none merged:
+    # width (the two small CNNs, 20 of 30 trials) is; each lr_<optimizer> (about 30/4 trials) is left out, and says so.
+    assert "width" in importance.values and "lr" not in importance.values
+    assert importance.skipped and all(n < MIN_TRIALS_PER_PARAM for n in importance.skipped.values())
+    assert not set(importance.skipped) & set(importance.values) and "lr_adamw" in importance.skipped
+    assert "not assessed" in importance.note and "lr_adamw" in importance.note
+    assert all(t.rung_score == pytest.approx((0.8 if t.config["model"] == STRONG else 0.2) + 0.001 * int(t.trial_id[1:]))
+               for t in report.trials)
+
+
+def test_one_trial_below_the_minimum_importance_says_too_few_trials(big, tmp_path):
+    from search.report import analyse, text_lines
+
+    path = copy_of(big, tmp_path)
+    (path / "trial_t007" / "result.json").write_text("")  # a trial that never reported: no first-rung score
+    report = analyse(path)
+    assert report.importance.values == {} and report.importance.note.startswith("too few trials")
+    assert "finished trials without a score at epoch 1" in report.importance.note
+    assert "too few trials" in "\n".join(text_lines(report))
+
+
+def test_tied_first_rung_scores_give_no_importance(big, tmp_path):
+    from search.report import analyse
+
+    path = copy_of(big, tmp_path)
+    for result in path.glob("trial_*/result.json"):  # every trial learned nothing by the first rung
+        rows = [json.loads(line) for line in result.read_text().splitlines()]
+        rows[0][PRIMARY_METRIC] = 0.0
+        result.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    importance = analyse(path).importance
+    assert importance.values == {} and "do not separate" in importance.note
+
+
+def test_history_is_best_so_far_in_arrival_order(small):
+    from search.catalog import trial_results
+    from search.report import analyse
+
+    report = analyse(small)
+    rows = [r for rows in trial_results(small).values() for r in rows]
+    spent, scores, best, trial_ids = zip(*report.history)
+    assert spent == tuple(range(1, len(rows) + 1))
+    assert all(a <= b for a, b in zip(best, best[1:])) and best[-1] == max(r[PRIMARY_METRIC] for r in rows)
+    assert best == tuple(max(scores[:i + 1]) for i in range(len(scores)))
+    # Interleaved: every trial's first epoch (reported_at 1000 + i) arrives before any second epoch (1010 + i).
+    assert trial_ids[:6] == tuple(f"t{i:03d}" for i in range(6))
+
+
+def test_budget_splits_stopped_and_finished_trials(small):
+    from search.report import analyse
+
+    report = analyse(small)
+    b = report.budget
+    assert (b.full_trials, b.full_epochs) == (2, 2 * MAX_EPOCHS)
+    assert (b.stopped_trials, b.stopped_epochs) == (4, 1 + 3 + 3 + 1)
+    assert b.full_s == pytest.approx(2.0 * b.full_epochs) and b.stopped_s == pytest.approx(2.0 * b.stopped_epochs)
+    assert [t.trial_id for t in report.trials[:2]] == ["t003", "t000"]
+
+
+def test_parallel_coordinates_have_one_log_lr_axis(small, tmp_path):
+    from search.record import SearchRecord
+    from search.report import FIGURES, parallel_axes, write_report
+
+    path = copy_of(small, tmp_path)
+    axes = parallel_axes(SearchRecord.read(path).space)
+    names = [a.name for a in axes]
+    assert names.count("lr") == 1 and not any(n.startswith("lr_") for n in names)
+    assert names[:5] == ["model", "optimizer", "lr", "loss", "batch_size"] and names[-1].startswith("asl_")
+    lr = axes[names.index("lr")]
+    assert lr.log and (lr.low, lr.high) == (1e-5, 1.0)  # adamw/adam's 1e-5 .. adadelta's 1.0
+    assert lr.position(1e-5) == 0.0 and lr.position(1e-3) == pytest.approx(0.4)
+    assert math.isnan(axes[names.index("width")].position(None))  # a backbone has no width: a gap in its line
+    written = write_report(path)
+    for figure in ("history", "parallel"):
+        assert (path / FIGURES[figure]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({FIGURES[figure]})" in written.read_text()
+
+
+def test_log_to_run_logs_the_files_and_importance_metrics(big, tmp_path):
+    from search.report import ARTIFACT_DIR, MIN_TRIALS_FOR_IMPORTANCE, log_to_run
+
+    class Client:
+        def __init__(self):
+            self.artifacts, self.metrics = [], []
+
+        def log_artifact(self, run_id, local_path, artifact_path=None):
+            self.artifacts.append((run_id, Path(local_path).name, artifact_path))
+
+        def log_batch(self, run_id, metrics=()):
+            self.metrics += [(run_id, m.key, m.value, m.step) for m in metrics]
+
+    client = Client()
+    report = log_to_run(client, "run1", copy_of(big, tmp_path))
+    assert {name for _, name, _ in client.artifacts} == {"report.md", "report_history.png", "report_parallel.png",
+                                                         "report_importance.png"}
+    assert {(run, where) for run, _, where in client.artifacts} == {("run1", ARTIFACT_DIR)}
+    assert {key: value for _, key, value, _ in client.metrics} == {f"importance/{k}": v for k, v in report.importance.values.items()}
+    assert {step for *_, step in client.metrics} == {MIN_TRIALS_FOR_IMPORTANCE}
+
+
+def test_a_failing_report_only_warns_at_the_end_of_a_search(tmp_path, monkeypatch, caplog):
+    import search.report
+    from search.record import SearchRecord
+    from search.tuner import _finish
+
+    class Results(list):
+        num_terminated = num_errors = 0
+
+    class Tuner:
+        def fit(self):
+            return Results()
+
+    class Tracker:
+        parent_run_id, tracking_uri, client = "run1", "sqlite:///x", None
+
+    calls = []
+
+    def broken(client, run_id, path):
+        calls.append((run_id, path))
+        raise RuntimeError("store gone")
+
+    monkeypatch.setattr(search.report, "log_to_run", broken)
+    record = SearchRecord(name="s", storage=str(tmp_path), options={"trials": 0, "epochs": 1})
+    with caplog.at_level(logging.WARNING, logger="search.tuner"):
+        summary = _finish(Tuner(), record, Tracker(), None, 0.0)
+    assert calls == [("run1", record.path)] and summary.parent_run_id == "run1"
+    assert "store gone" in caplog.text and "labeltune report s" in caplog.text
+
+
+def test_the_report_command_prints_the_sections_and_writes_report_md(small, tmp_path):
+    from click.testing import CliRunner
+
+    from search.cli import main
+
+    path = copy_of(small, tmp_path)
+    result = CliRunner().invoke(main, ["report", "demo", "--storage", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for section in ("Top trials", "Hyperparameter importance", "Optimisation history", "Where the budget went",
+                    "too few trials", "baseline (no learning", f"written: {path / 'report.md'}"):
+        assert section in result.output, section
+    markdown = (path / "report.md").read_text()
+    assert markdown.startswith("# Search demo") and "too few trials" in markdown
+    assert not (path / "report_importance.png").exists()  # no importance, no chart of it
+    missing = CliRunner().invoke(main, ["report", "nope", "--storage", str(tmp_path)])
+    assert missing.exit_code == 1 and "no search named nope" in missing.output

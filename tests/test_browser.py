@@ -2,8 +2,9 @@
 
 Starts `labeltune ui` on a free port against the shared search's store (helpers_browser.py),
 opens the experiment's runs page in headless Chromium through selenium, expands the
-search's parent run, adds the val/micro_f1 column, and checks the runs and values shown.
-The screenshot is kept as a test artifact (tmp dir, and $LABELTUNE_TEST_ARTIFACTS if set).
+search's parent run, adds the val/micro_f1 and best/val/micro_f1 columns, and checks the
+runs, values and Dataset column shown; then opens the parent run's report/report.md artifact.
+The screenshots are kept as test artifacts (tmp dir, and $LABELTUNE_TEST_ARTIFACTS if set).
 A missing Chromium fails the test (run `make browser`); it is never skipped.
 """
 
@@ -22,6 +23,7 @@ pytest_plugins = ["helpers_browser"]
 @pytest.mark.timeout(420)
 def test_mlflow_ui_shows_the_search_runs_and_primary_metric(chromium, shared_search, tmp_path):
     import mlflow
+    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     from search.tracking import find_search_runs
@@ -31,10 +33,13 @@ def test_mlflow_ui_shows_the_search_runs_and_primary_metric(chromium, shared_sea
     client = mlflow.MlflowClient(shared_search.tracking_uri)
     experiment_id = client.get_experiment_by_name("labeltune").experiment_id
     last_f1 = {c.info.run_id: client.get_run(c.info.run_id).data.metrics[PRIMARY_METRIC] for c in children}
+    best_f1 = {c.info.run_id: client.get_run(c.info.run_id).data.metrics[f"best/{PRIMARY_METRIC}"] for c in children}
+    dataset = client.get_run(parent.info.run_id).inputs.dataset_inputs[0].dataset
 
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
     screenshot, log_path = artifacts / "mlflow_ui.png", artifacts / "mlflow_ui.log"
+    runs_shot, report_shot = artifacts / "mlflow_ui_runs.png", artifacts / "mlflow_ui_report.png"
     port = free_port()
     # Fewer processes on 2 cores: one uvicorn worker instead of 4 (each imports MLflow's server,
     # ~60 s for 4 on a busy 2-core machine), no job runner (it serves GenAI judges, not runs).
@@ -63,6 +68,32 @@ def test_mlflow_ui_shows_the_search_runs_and_primary_metric(chromium, shared_sea
         assert trial_names <= set(shown)
         for run_id, value in last_f1.items():
             assert float(metric_cell(driver, run_id, PRIMARY_METRIC)) == pytest.approx(value, abs=5e-3)
+        # The trial's best epoch, which promote ranks by, is a column too; the Dataset column names the data.
+        show_metric_column(driver, f"best/{PRIMARY_METRIC}")
+        wait.until(lambda d: all(metric_cell(d, run_id, f"best/{PRIMARY_METRIC}") for run_id in best_f1),
+                   f"no best/{PRIMARY_METRIC} column")
+        for run_id, value in best_f1.items():
+            assert float(metric_cell(driver, run_id, f"best/{PRIMARY_METRIC}")) == pytest.approx(value, abs=5e-3)
+        wait.until(lambda d: dataset.name in d.find_element(By.CSS_SELECTOR, ".ag-center-cols-container").text,
+                   f"the Dataset column does not show {dataset.name}")
+        driver.save_screenshot(str(runs_shot))
+        save_artifact(runs_shot)
+
+        # The parent run's search report: report/report.md opens with its importance section (3 trials:
+        # "too few trials"; the importance figure is drawn from 30), beside the history and parallel figures.
+        driver.get(f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs/{parent.info.run_id}/artifacts")
+        folder = "//*[normalize-space(text())='report']"
+        wait.until(lambda d: [n for n in d.find_elements(By.XPATH, folder) if n.is_displayed()],
+                   "the parent run has no report/ artifact folder")
+        next(n for n in driver.find_elements(By.XPATH, folder) if n.is_displayed()).click()
+        wait.until(lambda d: "report_history.png" in d.page_source and "report_parallel.png" in d.page_source,
+                   "no report figures")
+        next(n for n in driver.find_elements(By.XPATH, "//*[normalize-space(text())='report.md']")
+             if n.is_displayed()).click()
+        wait.until(lambda d: "Hyperparameter importance" in d.page_source and "too few trials" in d.page_source,
+                   "report.md does not open with its importance section")
+        driver.save_screenshot(str(report_shot))
+        save_artifact(report_shot)
     finally:  # screenshot, then Chromium and the UI's process group go, pass or fail
         try:
             if driver is not None:
@@ -74,4 +105,4 @@ def test_mlflow_ui_shows_the_search_runs_and_primary_metric(chromium, shared_sea
         finally:
             stop_process_group(ui)
             save_artifact(log_path)
-    assert screenshot.stat().st_size > 10_000
+    assert all(p.stat().st_size > 10_000 for p in (screenshot, runs_shot, report_shot))

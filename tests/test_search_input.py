@@ -90,7 +90,8 @@ def test_item8_an_empty_split_is_refused_before_any_epoch(synth_dir, tmp_path, l
     ("image_size", [48], "image_size: 48 is not one of 128, 64, 32"),
     ("threshold", {"low": "abc", "high": 0.5}, "a range needs numbers low and high"),
     ("lr_adamw", {"low": -1, "high": 1, "log": True}, "a log range needs low > 0"),
-    ("loss", ["bce", "focal"], "loss 'focal' is not one of"),
+    ("loss", ["bce", "focal"], "loss: 'focal' is not one of"),
+    ("model", ["cnn5", "vgg"], "model: 'vgg' is not one of"),
 ])
 def test_item7_every_space_value_is_checked_when_the_space_loads(key, value, what, synth_dir, tmp_path,
                                                                  labeltune_home):

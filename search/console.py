@@ -9,6 +9,8 @@ child processes (`labeltune submit`'s job driver inherits them).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import warnings
@@ -39,3 +41,24 @@ def quiet_ray() -> None:
     """Ray's own warnings (token-auth notice, resource hints) off unless -v: labeltune checks resources itself."""
     if not verbose():
         logging.getLogger("ray").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def library_quiet():
+    """Inside: a library's prints to stderr, its warnings and its logger below ERROR are dropped (unless -v).
+
+    For calls such as mlflow.pyfunc.log_model, which prints "Successfully registered model",
+    warns about type hints and logs cloudpickle advice meant for pyfunc authors.
+    """
+    if verbose():
+        yield
+        return
+    mlflow_logger = logging.getLogger("mlflow")
+    level = mlflow_logger.level
+    mlflow_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        mlflow_logger.setLevel(level)

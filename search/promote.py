@@ -27,7 +27,6 @@ import json
 import logging
 import re
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -268,7 +267,10 @@ def register_model(promotion: Promotion, record: SearchRecord, model_name: str, 
     when `move_alias` (a model below its baseline is registered, but the alias stays where it was)."""
     import mlflow
 
-    from search.pyfunc import LabeltuneModel, signature
+    from search.console import library_quiet
+
+    with library_quiet():  # defining a PythonModel without type hints warns once, at import
+        from search.pyfunc import LabeltuneModel, signature
     from search.tracking import find_search_runs, is_number
 
     uri = store.tracking_uri(tracking_uri or record.tracking_uri)
@@ -294,7 +296,6 @@ def register_model(promotion: Promotion, record: SearchRecord, model_name: str, 
         f"name = '{model_name}'") else []
     promotion.model_name, promotion.alias, promotion.alias_set = model_name, alias, move_alias
     promotion.version = str(max((int(v.version) for v in versions), default=0) + 1)
-    warnings.filterwarnings("ignore", module="mlflow")  # type-hint and cloudpickle advice for pyfunc authors
     metrics = {
         **{k: float(v) for k, v in promotion.test_per_label.items() if is_number(v)},
         **{f"global_threshold/{k}": float(v) for k, v in promotion.test_global.items() if is_number(v)},
@@ -305,12 +306,13 @@ def register_model(promotion: Promotion, record: SearchRecord, model_name: str, 
         mlflow.log_dict(promotion.thresholds, "thresholds.json")
         promotion.run_id = run.info.run_id
         write_card()
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=LabeltuneModel(), registered_model_name=model_name,
-            artifacts={"checkpoint": str(promotion.checkpoint), "model_card": str(promotion.card)},
-            signature=signature(list(promotion.thresholds)),  # no input_example: MLflow would load the model to check it
-            pip_requirements=["labeltune"],
-        )
+        with library_quiet():  # "Successfully registered model", type-hint and cloudpickle advice
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=LabeltuneModel(), registered_model_name=model_name,
+                artifacts={"checkpoint": str(promotion.checkpoint), "model_card": str(promotion.card)},
+                signature=signature(list(promotion.thresholds)),  # no input_example: MLflow would load the model to check it
+                pip_requirements=["labeltune"],
+            )
         mlflow.log_artifact(str(promotion.card), "model")
         # On the promotion run (the version's run_id) and on its logged model (MLflow 3's model page).
         mlflow.log_metrics(metrics, model_id=info.model_id)

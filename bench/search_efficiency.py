@@ -1,59 +1,125 @@
-"""Search efficiency: does Optuna TPE + ASHA reach a good validation micro-F1 on fewer trial-epochs?
+"""Search efficiency: does Optuna TPE + ASHA reach random search's best val micro-F1 on a fraction of its budget?
 
-Three arms, each run with the same seeds on the same synthetic dataset, in one Ray session:
-  tpe_asha     labeltune's own search: search.tuner.build_tuner (OptunaSearch with
-               TPESampler(seed, multivariate, group, scaled start-up) + ASHA, reduction 3, grace 1);
-  random_asha  the same Tuner with optuna's RandomSampler(seed) in place of TPE;
-  random_fifo  RandomSampler and no early stopping (Tune's FIFOScheduler): every trial runs all epochs.
-The random arms are build_tuner's own Tuner with only the sampler (and for random_fifo the
-scheduler) swapped: trainable, resources, define-by-run space, points_to_evaluate, concurrency
-limit, TuneConfig and RunConfig are the same. Tracking is off (SearchOptions(track=False)); a
-driver-side callback timestamps every epoch.
+What is measured, fixed before the runs (issue 14):
 
-Budget is counted in trial-epochs: every epoch any trial reports, in the order the driver receives
-them. Per seed and arm:
-  epochs_to_target  trial-epochs spent when some trial first reports val/micro_f1 >= target;
-  best_at_budget    best val/micro_f1 within the first B trial-epochs, B = the smallest total any
-                    arm spent on that seed (equal budget for all three).
-The target is, unless --target fixes it, the 80th percentile of the random_fifo arm's final
-scores on that seed: a level one random full-length trial in five reaches, so random search
-without early stopping is sure to get there and TPE + ASHA has to find it with less.
-PERF.md's target: tpe_asha needs at most 1/3 of random_fifo's trial-epochs.
+Arms. Each is search.tuner.build_tuner over FROZEN_CPU_SPACE (below), first points (points_to_evaluate) off,
+with at most one thing changed:
+  tpe_asha       labeltune's search as it is: TPESampler(seed, n_startup_trials=max(2, min(10, trials // 4)),
+                 multivariate, group) + ASHA (reduction factor 3, grace 1 epoch, max_t = epochs);
+  random_asha    optuna's RandomSampler(seed) in place of TPE;
+  random_fifo    RandomSampler and Tune's FIFOScheduler: every trial runs all its epochs. The reference.
+Levers (`--arms` adds them; each is tpe_asha with one thing changed; the TPE and ASHA settings they start
+from copy build_tuner's of 2026-12-01):
+  tpe_startup4   TPESampler(n_startup_trials=4);    tpe_univariate  TPESampler(multivariate=False, group=False);
+  asha_rf2       ASHA reduction_factor 2;           asha_grace2     ASHA grace_period 2;
+  tpe_points     points_to_evaluate on (FROZEN_CPU_SPACE holds none of their pretrained backbones, so on the
+                 CPU this arm is tpe_asha again: parameters.baseline_points says how many points there were).
 
-CPU default: FROZEN_CPU_SPACE (the `quick` space of 2026-11-29 at 32 px, width 0.25), 1,500 images,
-32 trials x 6 epochs per arm, 5 seeds, 2 trials at a time (1 CPU each). That is the smallest
-search where both methods have room: ASHA gets two rungs (1 and 3 epochs) below the top, and TPE
-has 24 guided trials after its 8 random start-up ones. 12 trials x 3 epochs left TPE 9 guided
-trials and ASHA one rung: it measured noise.
---gpu: the `default` space, 20,000 images, 64 trials x 10 epochs (GPU share per model).
+Paired seeds: seed i uses synthetic dataset seed i (trainable/synth.py), split_seed i, sampler seed i and trial
+seed i in every arm. 6,000 images split 0.8/0.1/0.1 give 600 validation and 600 test images.
 
-    python bench/search_efficiency.py                 # ~17 min on 2 quiet cores (an estimate is printed first)
-    python bench/search_efficiency.py --seeds 0 --trials 4 --epochs 2 --n-images 200   # smoke run
+Per seed and arm:
+  cost            trial-epochs (each epoch a trial reports, in the order the driver receives them) and
+                  trial-seconds (the sum of the trials' reported epoch times, Tune's time_this_iter_s: training,
+                  validation and checkpoint; a trial's first epoch also holds its Gym set-up).
+  target          random_fifo's best val/micro_f1 on that seed minus one bootstrap standard error of val
+                  micro-F1: random_fifo's best checkpoint re-scored on the validation split, SE over 2,000
+                  resamples of the validation images (rng seed 0). "As good as random search's best, within noise".
+  ratio           trial-epochs the arm spends until one of its trials first reports val/micro_f1 >= target,
+                  / random_fifo's whole budget (trials x max epochs); computed the same way for every arm
+                  (random_fifo's own is <= 1 by construction). An arm that never gets there misses: its ratio is
+                  infinite in the median, and MISS_RATIO (2: worse than any hit, which is <= 1) in the paired
+                  comparison of log2 ratios. ratio_s: the same in trial-seconds.
+  best_at_budget  best val/micro_f1 within the first B trial-epochs, B = the smallest total that any base arm
+                  (tpe_asha, random_asha, random_fifo) spent on that seed: an equal budget.
+  promoted        the trial the arm would promote: its best val/micro_f1 over all epochs (ties: the first to
+                  arrive), that epoch's checkpoint as Tune kept it, loaded with trainable.ensemble.load_predictor
+                  and scored on the test split of the same split_seed at the trial's own threshold.
+                  promoted val - test is the winner's curse.
+
+"A is ahead of B": the paired 95 % bootstrap interval over seeds (10,000 resamples of the seeds, rng seed 0,
+percentiles 2.5 and 97.5) of the mean of (A - B) excludes 0 on A's side, over at least 3 seeds; computed for the capped log2 ratio
+(lower is better), promoted test micro-F1 and best at equal budget (higher is better).
+
+Spearman's rank correlation over random_fifo's trials of val/micro_f1 at each ASHA rung below the top (epochs 1,
+3, ...) with the final one: high says ASHA's cuts are sound (work on the sampler), low says work on the scheduler.
+
+Goal (PERF.md, issue 14): tpe_asha's median ratio <= 1/5 with at most 1 miss in 10 seeds, ahead of random_asha.
+
+Parts (`--part`; the issue allows ~4 h of CPU in all):
+  screen   seeds 0-4, 44 trials x 6 epochs per arm, 6,000 images at 32 px, 2 trials at a time: the three base
+           arms in ~70 min on 2 quiet cores (one trial-epoch ~2.1 s there, 2026-12-01; the estimate printed at
+           the start says it for the arms chosen). TPE gets 10 random start-up trials and 34 guided ones, ASHA
+           rungs at 1 and 3 epochs below the top;
+  confirm  seeds 5-14 (fresh: the screen chose on 0-4), the same sizes.
+--gpu: the `default` space, 20,000 images, 64 trials x 10 epochs (GPU share per model): hours, not one device call.
+
+    python bench/search_efficiency.py                  # the screen: ~70 min on 2 quiet cores
+    python bench/search_efficiency.py --arms tpe_asha,random_asha,random_fifo,asha_rf2,tpe_startup4
+    python bench/search_efficiency.py --seeds 0 --trials 4 --epochs 2 --n-images 600 --results-dir /tmp/se  # smoke
+
+The final JSON goes to bench/results/search_efficiency-<part>[-<options>]_<date>.json; after each seed a partial
+one (the seeds done so far) goes to .bench/search_efficiency-<part>[-<options>]-partial_<date>.json. `results`:
+  per_seed[]         seed, target, reference_best, reference_val_se, budget_trial_epochs, budget_trial_s,
+                     equal_budget, rank_correlation.epoch<r> {rho, p, trials}, and arms.<arm>: trial_epochs,
+                     trial_s, to_target(_s), miss, ratio, ratio_s (null when missed), log2_ratio, best,
+                     best_at_budget, promoted_val, promoted_test, winners_curse, wall_s, errors;
+  summary.<arm>      seeds, misses, median_ratio(_s) (null: infinite, half or more missed), mean best at budget,
+                     promoted val and test, winner's curse, trial-epochs, trial-seconds, epoch_s, wall, errors;
+  comparisons."A - B".<figure>  seeds, mean, low, high, better, ahead;
+  rank_correlation   per rung: median and min rho over seeds;   verdict   the goal, figure by figure;
+  runs[]             per search: events (columns: EVENT_FIELDS; se.event_rows turns them back into dicts) and
+                     promoted (trial, epoch, config, val_f1, val_f1_rescored, val_se, test_f1, test_se).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import math
+import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads: 6-30x slower on 2 shared cores
 
-from common import (asha_expected_epochs, bench_root, epoch_clock, log, synth_dataset, table,
-                    use_bench_decode_cache, results_variant, write_results)
-from search.record import SearchRecord  # after common, which puts the repository on sys.path
-from search.tuner import SearchOptions
-from trainable.models import pretrained_available
+import numpy as np  # noqa: E402
 
-ARMS = ("tpe_asha", "random_asha", "random_fifo")
+from common import (REPO, asha_expected_epochs, bench_root, log, results_variant, synth_dataset,  # noqa: E402
+                    table, use_bench_decode_cache, variant_name, write_results)
+from search.record import SearchRecord  # noqa: E402  (after common, which puts the repository on sys.path)
+from search.tuner import SearchOptions  # noqa: E402
+from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE  # noqa: E402
+from trainable.models import pretrained_available  # noqa: E402
+
 SEARCH_DEFAULTS = SearchOptions(data="", space="")  # labeltune search's own defaults (grace period)
+BASE_ARMS = ("tpe_asha", "random_asha", "random_fifo")
+REFERENCE = "random_fifo"
+MISS_RATIO = 2.0
+"""a miss's ratio in the paired log2 comparison: twice the reference budget, worse than any hit (<= 1)"""
+SE_RESAMPLES = 2000
+"""bootstrap resamples of the validation images for the SE of micro-F1 (the target's margin)"""
+INTERVAL_RESAMPLES = 10_000
+"""bootstrap resamples of the seeds for the paired 95 % intervals"""
+MIN_SEEDS_AHEAD = 3
+"""fewer paired seeds than this never make an arm "ahead" (the interval of one or two values says nothing)"""
+ASHA_ASYNC = 1.5
+"""trial-epochs an ASHA arm really spends / the rung arithmetic (asha_expected_epochs): asynchronous ASHA lets
+early trials through empty rungs. Measured 2026-11-29: 64-116 trial-epochs (mean 95) where the arithmetic says 64."""
+
+PARTS = {
+    "screen": {"seeds": "0,1,2,3,4", "trials": 44, "epochs": 6, "n_images": 6000, "concurrency": 2},
+    "confirm": {"seeds": ",".join(map(str, range(5, 15))), "trials": 44, "epochs": 6, "n_images": 6000,
+                "concurrency": 2},
+}
+"""--part's sizes on the CPU; the issue's ~4 h budget: a screen on 5 seeds, a confirmation on 10 fresh ones"""
+GPU_SIZES = {"seeds": "0,1,2,3,4", "trials": 64, "epochs": 10, "n_images": 20000, "concurrency": 0}
 
 
-# ---- the space and the tuners -------------------------------------------------------------
+# ---- the space and the arms ---------------------------------------------------------------
 
 
 FROZEN_CPU_SPACE = {
@@ -88,139 +154,397 @@ def make_space(gpu: bool) -> dict:
     return space
 
 
-def build_arm(arm: str, opts, record: SearchRecord, data, callbacks: list, baseline_points: bool):
-    """tpe_asha: labeltune's build_tuner as it is. The random arms: the same Tuner with optuna's
-    RandomSampler(seed), without the baseline points if asked, and for random_fifo no early stopping."""
-    from search.tuner import build_tuner
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """An arm: build_tuner with the changes below (none: labeltune's search as it is, first points off)."""
 
-    if arm == "tpe_asha":
-        return build_tuner(opts, record, data, callbacks)
+    what: str
+    """one line for the table and the JSON"""
+    sampler: str = "tpe"
+    """tpe (build_tuner's own unless `tpe` changes it) or random (optuna's RandomSampler(seed))"""
+    tpe: dict = dataclasses.field(default_factory=dict)
+    """changes to build_tuner's TPESampler settings (tpe_settings)"""
+    scheduler: str = "asha"
+    """asha (build_tuner's own unless `asha` changes it) or fifo (no early stopping)"""
+    asha: dict = dataclasses.field(default_factory=dict)
+    """changes to build_tuner's ASHAScheduler settings (asha_settings)"""
+    points: bool = False
+    """points_to_evaluate on (build_tuner's baseline_points)"""
 
-    from optuna.samplers import RandomSampler
-    from ray.tune.schedulers import FIFOScheduler
 
-    return build_tuner(opts, record, data, callbacks, sampler=RandomSampler(seed=opts.seed),
-                       scheduler=FIFOScheduler() if arm == "random_fifo" else None, baseline_points=baseline_points)
+ARMS = {
+    "tpe_asha": Arm("labeltune's search: TPE + ASHA"),
+    "random_asha": Arm("RandomSampler + ASHA", sampler="random"),
+    "random_fifo": Arm("RandomSampler, no early stopping (the reference)", sampler="random", scheduler="fifo"),
+    "tpe_startup4": Arm("tpe_asha, TPE with 4 random start-up trials", tpe={"n_startup_trials": 4}),
+    "tpe_univariate": Arm("tpe_asha, univariate TPE", tpe={"multivariate": False, "group": False}),
+    "asha_rf2": Arm("tpe_asha, ASHA reduction factor 2", asha={"reduction_factor": 2}),
+    "asha_grace2": Arm("tpe_asha, ASHA grace period 2", asha={"grace_period": 2}),
+    "tpe_points": Arm("tpe_asha with points_to_evaluate", points=True),
+}
+
+
+def tpe_settings(opts: SearchOptions) -> dict:
+    """build_tuner's TPESampler arguments (search/tuner.py, 2026-12-01): the lever arms' starting point."""
+    return {"seed": opts.seed, "n_startup_trials": max(2, min(10, opts.trials // 4)), "multivariate": True,
+            "group": True}
+
+
+def asha_settings(opts: SearchOptions) -> dict:
+    """build_tuner's ASHAScheduler arguments (search/tuner.py, 2026-12-01)."""
+    return {"time_attr": "training_iteration", "max_t": opts.epochs,
+            "grace_period": min(opts.grace_period, opts.epochs), "reduction_factor": 3}
+
+
+def tuner_kwargs(arm: Arm, opts: SearchOptions) -> dict:
+    """build_tuner's keyword arguments for `arm`: only what the arm changes is passed."""
+    kwargs: dict = {"baseline_points": arm.points}
+    if arm.sampler == "random":
+        from optuna.samplers import RandomSampler
+
+        kwargs["sampler"] = RandomSampler(seed=opts.seed)
+    elif arm.tpe:
+        from optuna.samplers import TPESampler
+
+        kwargs["sampler"] = TPESampler(**{**tpe_settings(opts), **arm.tpe})
+    if arm.scheduler == "fifo":
+        from ray.tune.schedulers import FIFOScheduler
+
+        kwargs["scheduler"] = FIFOScheduler()
+    elif arm.asha:
+        from ray.tune.schedulers import ASHAScheduler
+
+        kwargs["scheduler"] = ASHAScheduler(**{**asha_settings(opts), **arm.asha})
+    return kwargs
+
+
+def rungs(epochs: int, grace: int, rf: int = 3) -> list[int]:
+    """ASHA's rungs below the top: grace * rf^k < epochs."""
+    out, r = [], max(1, grace)
+    while r < epochs:
+        out.append(r)
+        r *= rf
+    return out
+
+
+# ---- one search -------------------------------------------------------------------------
+
+
+def trial_clock():
+    """A Tune Callback that records, on the driver, every reported epoch: trial, epoch, val/micro_f1 and the
+    trial's own seconds for it (time_this_iter_s), in arrival order."""
+    from ray.tune import Callback
+
+    class TrialClock(Callback):
+        def __init__(self) -> None:
+            self.events: list[dict] = []
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.events.append({"t": time.time(), "trial": trial.trial_id,
+                                "epoch": int(result.get("training_iteration", 0)),
+                                "f1": result.get(PRIMARY_METRIC), "s": result.get("time_this_iter_s")})
+
+    return TrialClock()
+
+
+def micro_f1_bootstrap(probs: np.ndarray, targets: np.ndarray, thresholds, resamples: int = SE_RESAMPLES,
+                       seed: int = 0) -> tuple[float, float]:
+    """(micro-F1, its bootstrap standard error over `resamples` resamples of the images)."""
+    predicted = probs >= np.broadcast_to(np.asarray(thresholds, dtype=np.float32), probs.shape)
+    truth = np.asarray(targets).astype(bool)
+    tp = (predicted & truth).sum(1)
+    wrong = (predicted ^ truth).sum(1)  # fp + fn: micro-F1 = 2 tp / (2 tp + fp + fn)
+
+    def f1(tp_sum, wrong_sum):
+        denom = 2 * tp_sum + wrong_sum
+        return np.where(denom > 0, 2 * tp_sum / np.maximum(denom, 1), 0.0)
+
+    idx = np.random.default_rng(seed).integers(0, len(tp), size=(resamples, len(tp)))
+    return float(f1(tp.sum(), wrong.sum())), float(f1(tp[idx].sum(1), wrong[idx].sum(1)).std(ddof=1))
+
+
+def promote(grid, events: list[dict], data) -> dict | None:
+    """The trial the arm would promote (best val/micro_f1, first to arrive), its kept checkpoint scored on val and test."""
+    from trainable import checkpoint as ckpt_io
+    from trainable.ensemble import evaluate_split, load_predictor
+
+    scored = [e for e in events if e["f1"] is not None]
+    if not scored:
+        return None
+    best = max(scored, key=lambda e: e["f1"])  # max keeps the first of equal scores: the first to arrive
+    kept = []
+    for result in grid:
+        if result.metrics.get("trial_id") != best["trial"]:
+            continue
+        for checkpoint, metrics in result.best_checkpoints or []:
+            path = Path(checkpoint.path) / ckpt_io.CHECKPOINT_FILE
+            if metrics.get(PRIMARY_METRIC) == best["f1"] and path.exists():  # the pruner keeps the best and the last
+                kept.append((int(metrics.get("training_iteration", 0)) != best["epoch"], path))
+    if not kept:
+        log(f"no checkpoint of trial {best['trial']} epoch {best['epoch']} left to score")
+        return {"trial": best["trial"], "epoch": best["epoch"], "val_f1": best["f1"]}
+    ckpt = ckpt_io.load(min(kept)[1])
+    predictor = load_predictor(ckpt, device="cpu")
+    out = {"trial": best["trial"], "epoch": int(ckpt["epoch"]), "val_f1": best["f1"],
+           "config": {k: ckpt["config"].get(k) for k in ("model", "optimizer", "lr", "batch_size", "loss",
+                                                         "augment", "pos_weight", "threshold", "split_seed")}}
+    for split in ("val", "test"):
+        collector = evaluate_split(predictor, data.images, data.targets, split)
+        out[f"{split}_f1_rescored" if split == "val" else "test_f1"], out[f"{split}_se"] = micro_f1_bootstrap(
+            collector.probs, collector.targets, predictor.thresholds)
+    return out
 
 
 def run_arm(arm: str, seed: int, args, space: dict, data, dataset, storage: Path, pretrained: tuple) -> dict:
     from search.pruning import CheckpointPruner
-    from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
+    from search.tuner import build_tuner
 
     name = f"{arm}-seed{seed}"
     opts = SearchOptions(data=str(dataset.root), space="bench", trials=args.trials, epochs=args.epochs,
-                         concurrency=args.concurrency, seed=seed, split_seed=0, track=False, verbose=False,
+                         concurrency=args.concurrency, seed=seed, split_seed=seed, track=False, verbose=False,
                          storage=str(storage), grace_period=args.grace_period)
     constants = {"epochs": opts.epochs, "split_seed": opts.split_seed, "seed": opts.seed}
     record = SearchRecord(name=name, storage=str(storage), space=space, constants=constants,
                           pretrained_models=list(pretrained))
-    clock = epoch_clock()
-    tuner = build_arm(arm, opts, record, data, [CheckpointPruner(PRIMARY_METRIC, PRIMARY_MODE), clock],
-                      args.baseline_points != "none")
+    clock = trial_clock()
+    tuner = build_tuner(opts, record, data, [CheckpointPruner(PRIMARY_METRIC, PRIMARY_MODE), clock],
+                        **tuner_kwargs(ARMS[arm], opts))
     t = time.time()
     grid = tuner.fit()
     wall = time.time() - t
     errors = sum(1 for r in grid if r.error is not None)
     events = sorted(clock.events, key=lambda e: e["t"])
-    last: dict[str, dict] = {}
-    for e in events:
-        last[e["trial"]] = e
+    promoted = promote(grid, events, data)  # before the storage with the checkpoints goes
     del tuner, grid
     gc.collect()
     if not args.keep:
         shutil.rmtree(storage / name, ignore_errors=True)
-    return {"arm": arm, "seed": seed, "wall_s": wall, "errors": errors, "trial_epochs": len(events),
-            "trials_reported": len(last),
-            "f1_by_epoch": [e["f1"] for e in events],  # in arrival order: the budget curve
-            "final_f1": [e["f1"] for e in last.values()],
-            "final_epochs": [e["epoch"] for e in last.values()],
-            "best_f1": max((e["f1"] for e in events if e["f1"] is not None), default=None)}
+    return {"arm": arm, "seed": seed, "wall_s": wall, "errors": errors, "trials": args.trials,
+            "max_epochs": args.epochs, "grace_period": ARMS[arm].asha.get("grace_period", args.grace_period),
+            "events": [{"trial": e["trial"], "epoch": e["epoch"], "f1": e["f1"],
+                        "s": None if e["s"] is None else round(e["s"], 3), "t": round(e["t"] - t, 2)} for e in events],
+            "promoted": promoted}
+
+
+EVENT_FIELDS = ("trial", "epoch", "f1", "s", "t")
+"""one reported epoch: trial id, epoch, val/micro_f1, the trial's seconds for it, seconds since the search began"""
+
+
+def event_columns(run: dict) -> dict:
+    """The run as the JSON holds it: events as one list per field (a tenth of the lines of one dict per event)."""
+    return {**run, "events": {k: [e[k] for e in run["events"]] for k in EVENT_FIELDS}}
+
+
+def event_rows(run: dict) -> dict:
+    """A run read back from the JSON, with its events one dict each again (what analyse reads)."""
+    columns = run["events"]
+    return {**run, "events": [dict(zip(EVENT_FIELDS, values)) for values in zip(*(columns[k] for k in EVENT_FIELDS))]}
 
 
 # ---- reading the runs ---------------------------------------------------------------------
 
 
-def epochs_to(curve: list, target: float) -> int | None:
-    for k, f1 in enumerate(curve, start=1):
-        if f1 is not None and f1 >= target:
-            return k
+def spent_s(events: list[dict]) -> float:
+    return float(sum(e["s"] or 0.0 for e in events))
+
+
+def first_reach(events: list[dict], target: float) -> tuple[int, float] | None:
+    """(trial-epochs, trial-seconds) spent when some trial first reports val/micro_f1 >= target; None: never."""
+    seconds = 0.0
+    for k, e in enumerate(events, start=1):
+        seconds += e["s"] or 0.0
+        if e["f1"] is not None and e["f1"] >= target:
+            return k, seconds
     return None
 
 
-def best_within(curve: list, budget: int) -> float | None:
-    values = [f for f in curve[:budget] if f is not None]
+def best_within(events: list[dict], budget: int) -> float | None:
+    values = [e["f1"] for e in events[:budget] if e["f1"] is not None]
     return max(values) if values else None
 
 
-def analyse(runs: list[dict], seeds: list[int], fixed_target: float | None, percentile: float) -> dict:
+def rank_correlation(run: dict) -> dict:
+    """Spearman's rho over the run's trials: val/micro_f1 at each ASHA rung below the top against the final epoch."""
+    from scipy.stats import spearmanr
+
+    by_trial: dict[str, dict[int, float]] = {}
+    for e in run["events"]:
+        if e["f1"] is not None:
+            by_trial.setdefault(e["trial"], {})[e["epoch"]] = e["f1"]
+    final = run["max_epochs"]
+    out = {}
+    for rung in rungs(final, run.get("grace_period", 1)):
+        pairs = [(f[rung], f[final]) for f in by_trial.values() if rung in f and final in f]
+        if len(pairs) >= 3 and len({a for a, _ in pairs}) > 1 and len({b for _, b in pairs}) > 1:
+            rho, p = spearmanr(*zip(*pairs))
+            out[f"epoch{rung}"] = {"rho": float(rho), "p": float(p), "trials": len(pairs)}
+        else:
+            out[f"epoch{rung}"] = {"rho": None, "p": None, "trials": len(pairs)}
+    return out
+
+
+def paired_interval(diffs: list[float], resamples: int = INTERVAL_RESAMPLES, seed: int = 0) -> dict:
+    """Mean of paired differences over seeds and its 95 % percentile bootstrap interval (resampling the seeds)."""
+    d = np.asarray([x for x in diffs if x is not None and math.isfinite(x)], dtype=np.float64)
+    if len(d) == 0:
+        return {"seeds": 0, "mean": None, "low": None, "high": None}
+    means = d[np.random.default_rng(seed).integers(0, len(d), size=(resamples, len(d)))].mean(1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"seeds": len(d), "mean": float(d.mean()), "low": float(low), "high": float(high)}
+
+
+def log2_ratio(ratio: float | None) -> float | None:
+    """A ratio on the paired comparison's scale: log2, a miss (inf) counted as MISS_RATIO."""
+    return None if ratio is None else math.log2(min(ratio, MISS_RATIO))
+
+
+COMPARED_FIGURES = {"log2_ratio": "lower", "promoted_test": "higher", "best_at_budget": "higher"}
+"""figures the paired intervals compare, and which way is better"""
+
+
+def compare(per_seed: list[dict], a: str, b: str) -> dict:
+    """For each figure, the paired interval of (a - b) over the seeds where both ran, and who is ahead."""
+    out = {}
+    for figure, better in COMPARED_FIGURES.items():
+        diffs = []
+        for row in per_seed:
+            if a in row["arms"] and b in row["arms"]:
+                x, y = row["arms"][a].get(figure), row["arms"][b].get(figure)
+                diffs.append(x - y if x is not None and y is not None else None)
+        interval = paired_interval(diffs)
+        ahead = None
+        if interval["seeds"] >= MIN_SEEDS_AHEAD and (interval["low"] > 0 or interval["high"] < 0):  # excludes 0
+            ahead = a if (interval["mean"] > 0) == (better == "higher") else b
+        out[figure] = {**interval, "better": better, "ahead": ahead}
+    return out
+
+
+def pairs(arms: list[str]) -> list[tuple[str, str]]:
+    """The base comparisons, then each lever against tpe_asha."""
+    base = [(a, b) for a, b in (("tpe_asha", "random_asha"), ("tpe_asha", "random_fifo"),
+                                ("random_asha", "random_fifo")) if a in arms and b in arms]
+    return base + [(lever, "tpe_asha") for lever in arms if lever not in BASE_ARMS and "tpe_asha" in arms]
+
+
+def analyse(runs: list[dict], seeds: list[int], fixed_target: float | None = None) -> dict:
+    arms = list(dict.fromkeys(r["arm"] for r in runs))
     per_seed = []
     for seed in seeds:
-        arms = {r["arm"]: r for r in runs if r["seed"] == seed}
-        fifo_final = [f for f in arms["random_fifo"]["final_f1"] if f is not None]
-        target = fixed_target if fixed_target is not None else (
-            float(np.percentile(fifo_final, percentile)) if fifo_final else None)
-        budget = min(r["trial_epochs"] for r in arms.values())
-        row = {"seed": seed, "target": target, "equal_budget": budget}
-        for arm, r in arms.items():
-            row[f"{arm}_to_target"] = epochs_to(r["f1_by_epoch"], target) if target is not None else None
-            row[f"{arm}_best_at_budget"] = best_within(r["f1_by_epoch"], budget)
-            row[f"{arm}_trial_epochs"] = r["trial_epochs"]
-        a, c = row["tpe_asha_to_target"], row["random_fifo_to_target"]
-        # tpe_asha missing a target random_fifo reached: an infinite ratio (null in the JSON), a miss
-        row["ratio_tpe_asha_over_random_fifo"] = (a / c if a else math.inf) if c else None
+        by_arm = {r["arm"]: r for r in runs if r["seed"] == seed}
+        if REFERENCE not in by_arm:
+            continue
+        ref = by_arm[REFERENCE]
+        ref_best = best_within(ref["events"], len(ref["events"]))
+        ref_se = (ref.get("promoted") or {}).get("val_se")
+        if fixed_target is not None:
+            target = fixed_target
+        else:
+            target = ref_best - ref_se if ref_best is not None and ref_se is not None else None
+        budget = ref["trials"] * ref["max_epochs"]
+        budget_s = spent_s(ref["events"])
+        equal = min(len(r["events"]) for arm, r in by_arm.items() if arm in BASE_ARMS)
+        row = {"seed": seed, "target": target, "reference_best": ref_best, "reference_val_se": ref_se,
+               "budget_trial_epochs": budget, "budget_trial_s": budget_s, "equal_budget": equal, "arms": {},
+               "rank_correlation": rank_correlation(ref)}
+        for arm, r in by_arm.items():
+            hit = first_reach(r["events"], target) if target is not None else None
+            miss = target is not None and hit is None
+            promoted = r.get("promoted") or {}
+            ratio = hit[0] / budget if hit else (math.inf if miss else None)
+            row["arms"][arm] = {
+                "trial_epochs": len(r["events"]), "trial_s": spent_s(r["events"]), "wall_s": r["wall_s"],
+                "errors": r["errors"], "to_target": hit[0] if hit else None, "to_target_s": hit[1] if hit else None,
+                "miss": miss, "ratio": ratio,
+                "ratio_s": hit[1] / budget_s if hit and budget_s else (math.inf if miss else None),
+                "log2_ratio": log2_ratio(ratio),
+                "best": best_within(r["events"], len(r["events"])), "best_at_budget": best_within(r["events"], equal),
+                "promoted_val": promoted.get("val_f1"), "promoted_test": promoted.get("test_f1"),
+                "winners_curse": (promoted["val_f1"] - promoted["test_f1"]
+                                  if promoted.get("test_f1") is not None else None)}
         per_seed.append(row)
 
+    def values(arm: str, key: str) -> list:
+        return [row["arms"][arm][key] for row in per_seed if arm in row["arms"] and row["arms"][arm][key] is not None]
+
+    def mean(xs: list) -> float | None:
+        return float(np.mean(xs)) if xs else None
+
     summary = {}
-    for arm in ARMS:
-        reached = [row[f"{arm}_to_target"] for row in per_seed if row[f"{arm}_to_target"] is not None]
-        best = [row[f"{arm}_best_at_budget"] for row in per_seed if row[f"{arm}_best_at_budget"] is not None]
-        spent = [r["trial_epochs"] for r in runs if r["arm"] == arm]
-        walls = [r["wall_s"] for r in runs if r["arm"] == arm]
-        summary[arm] = {"reached": f"{len(reached)}/{len(per_seed)}",
-                        "median_epochs_to_target": float(np.median(reached)) if reached else None,
-                        "mean_best_at_equal_budget": float(np.mean(best)) if best else None,
-                        "mean_trial_epochs": float(np.mean(spent)) if spent else None,
-                        "mean_wall_s": float(np.mean(walls)) if walls else None,
-                        "errors": sum(r["errors"] for r in runs if r["arm"] == arm)}
-    known = [row["ratio_tpe_asha_over_random_fifo"] for row in per_seed
-             if row["ratio_tpe_asha_over_random_fifo"] is not None]
-    passing = sum(1 for x in known if x <= 1 / 3)
-    verdict = {"target_ratio": 1 / 3, "median_ratio": float(np.median(known)) if known else None,
-               "seeds_meeting_target": f"{passing}/{len(per_seed)}"}
-    return {"per_seed": per_seed, "summary": summary, "verdict": verdict}
+    for arm in arms:
+        ratios, ratios_s = values(arm, "ratio"), values(arm, "ratio_s")
+        epochs, seconds = values(arm, "trial_epochs"), values(arm, "trial_s")
+        summary[arm] = {
+            "seeds": len(values(arm, "trial_epochs")), "misses": sum(values(arm, "miss")),
+            "median_ratio": float(np.median(ratios)) if ratios else None,  # inf when half or more missed
+            "median_ratio_s": float(np.median(ratios_s)) if ratios_s else None,
+            "mean_best_at_budget": mean(values(arm, "best_at_budget")),
+            "mean_promoted_val": mean(values(arm, "promoted_val")),
+            "mean_promoted_test": mean(values(arm, "promoted_test")),
+            "mean_winners_curse": mean(values(arm, "winners_curse")),
+            "mean_trial_epochs": mean(epochs), "mean_trial_s": mean(seconds),
+            "epoch_s": sum(seconds) / sum(epochs) if epochs and sum(epochs) else None,
+            "mean_wall_s": mean(values(arm, "wall_s")), "errors": sum(values(arm, "errors"))}
+    comparisons = {f"{a} - {b}": compare(per_seed, a, b) for a, b in pairs(arms)}
+    rhos = {}
+    for row in per_seed:
+        for rung, figures in row["rank_correlation"].items():
+            if figures["rho"] is not None:
+                rhos.setdefault(rung, []).append(figures["rho"])
+    correlation = {rung: {"median_rho": float(np.median(r)), "min_rho": float(min(r)), "seeds": len(r)}
+                   for rung, r in rhos.items()}
+    verdict = None
+    if "tpe_asha" in summary:
+        t = summary["tpe_asha"]
+        ahead = comparisons.get("tpe_asha - random_asha", {})
+        allowed = t["seeds"] // 10  # at most 1 miss in 10 seeds
+        verdict = {"goal": "tpe_asha median ratio <= 1/5, at most 1 miss in 10 seeds, ahead of random_asha",
+                   "median_ratio": t["median_ratio"], "median_ratio_ok": t["median_ratio"] is not None
+                   and t["median_ratio"] <= 0.2, "misses": t["misses"], "misses_allowed": allowed,
+                   "misses_ok": t["misses"] <= allowed,
+                   "ahead_of_random_asha_log2_ratio": ahead.get("log2_ratio", {}).get("ahead") == "tpe_asha",
+                   "ahead_of_random_asha_promoted_test": ahead.get("promoted_test", {}).get("ahead") == "tpe_asha"}
+    return {"per_seed": per_seed, "summary": summary, "comparisons": comparisons,
+            "rank_correlation": correlation, "verdict": verdict}
 
 
 # ---- time estimate ------------------------------------------------------------------------
 
 
 def calibrate_epoch_s(space: dict, dataset, images: np.ndarray, cpus_per_trial: int) -> float:
-    """Seconds of one trial epoch (train + validation), mean over the space's models, with one trial's threads."""
+    """Seconds of one trial epoch (train + validation), mean over the space's models and batch sizes, one trial's threads."""
     from search import space as spaces
     from trainable.config import TrainConfig
     from trainable.gym import Gym
 
-    models = spaces.choices(space["model"])
-    batches = spaces.choices(space["batch_size"])
     width = spaces.choices(space.get("width", 1.0))[0]
     times = []
-    for model in models:
-        cfg = TrainConfig(model=model, image_size=space["image_size"], width=width, batch_size=min(batches),
-                          threads=cpus_per_trial, device="cpu", epochs=1)
-        gym = Gym(cfg, images, dataset.targets, dataset.labels)
-        t = time.perf_counter()
-        gym.train_one_epoch(1)
-        gym.evaluate("val")
-        times.append(time.perf_counter() - t)
+    for model in spaces.choices(space["model"]):
+        for batch in spaces.choices(space["batch_size"]):
+            cfg = TrainConfig(model=model, image_size=space["image_size"], width=width, batch_size=batch,
+                              threads=cpus_per_trial, device="cpu", epochs=1)
+            gym = Gym(cfg, images, dataset.targets, dataset.labels)
+            t = time.perf_counter()
+            gym.train_one_epoch(1)
+            gym.evaluate("val")
+            times.append(time.perf_counter() - t)
     return float(np.mean(times))
 
 
-def estimate_s(args, epoch_s: float, start_s: float = 1.0, report_s: float = 0.4, init_s: float = 15.0,
-               search_s: float = 15.0) -> float:
+def expected_trial_epochs(arm: str, trials: int, epochs: int, grace: int) -> float:
+    spec = ARMS[arm]
+    if spec.scheduler == "fifo":
+        return float(trials * epochs)
+    grace = min(spec.asha.get("grace_period", grace), epochs)
+    return ASHA_ASYNC * asha_expected_epochs(trials, epochs, grace, spec.asha.get("reduction_factor", 3))
+
+
+def estimate_s(args, epoch_s: float, report_s: float = 0.3, start_s: float = 1.0, init_s: float = 15.0,
+               search_s: float = 15.0, score_s: float = 3.0) -> float:
     """ray.init + per seed and arm: a search's fixed cost (new worker processes import torch: ~15 s on 2 cores)
-    + (trial-epochs x (epoch + report) + trials x start-up) / concurrency. Rough, from 2-core measurements."""
-    asha = asha_expected_epochs(args.trials, args.epochs)
-    per_seed = sum(search_s + ((asha if arm != "random_fifo" else args.trials * args.epochs) * (epoch_s + report_s)
-                               + args.trials * start_s) / max(1, args.concurrency or 1) for arm in ARMS)
+    + (trial-epochs x (epoch + report) + trials x start-up) / concurrency + scoring the promoted checkpoint."""
+    per_seed = sum(search_s + score_s + (expected_trial_epochs(arm, args.trials, args.epochs, args.grace_period)
+                                         * (epoch_s + report_s) + args.trials * start_s) / max(1, args.concurrency or 1)
+                   for arm in args.arms)
     return init_s + len(args.seeds) * per_seed
 
 
@@ -229,100 +553,151 @@ def estimate_s(args, epoch_s: float, start_s: float = 1.0, report_s: float = 0.4
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--part", choices=sorted(PARTS), default="screen", help="sizes and seeds (CPU): " + "; ".join(
+        f"{k}: seeds {v['seeds']}, {v['trials']} trials x {v['epochs']} epochs, {v['n_images']} images"
+        for k, v in PARTS.items()))
     p.add_argument("--gpu", action="store_true", help="default space, 20k images, 64 trials x 10 epochs")
-    p.add_argument("--seeds", default="0,1,2,3,4", help="comma list; each seed runs all three arms")
-    p.add_argument("--trials", type=int, default=None, help="trials per arm and seed (32 CPU, 64 GPU)")
-    p.add_argument("--epochs", type=int, default=None, help="max epochs per trial (6 CPU, 10 GPU)")
-    p.add_argument("--n-images", type=int, default=None, help="synthetic images (1500 CPU, 20000 GPU)")
-    p.add_argument("--concurrency", type=int, default=None, help="trials at once (2 CPU; 0 = as resources allow)")
+    p.add_argument("--arms", default=",".join(BASE_ARMS),
+                   help=f"comma list of {', '.join(ARMS)} ({REFERENCE} is always run: it sets the target)")
+    p.add_argument("--seeds", default=None, help="comma list; seed i: dataset seed i, split_seed i, sampler seed i")
+    p.add_argument("--trials", type=int, default=None, help="trials per arm and seed")
+    p.add_argument("--epochs", type=int, default=None, help="max epochs per trial")
+    p.add_argument("--n-images", type=int, default=None, help="synthetic images per dataset (split 0.8/0.1/0.1)")
+    p.add_argument("--concurrency", type=int, default=None, help="trials at once (0 = as resources allow)")
     p.add_argument("--cpus", type=int, default=None, help="CPUs given to Ray (default: all cores)")
     p.add_argument("--grace-period", type=int, default=SEARCH_DEFAULTS.grace_period,
-                   help="ASHA's first rung, epochs, in both ASHA arms (default: labeltune search's)")
-    p.add_argument("--target", type=float, default=None, help="fixed target val/micro_f1 (default: percentile)")
-    p.add_argument("--percentile", type=float, default=80.0, help="of random_fifo's final scores, per seed")
-    p.add_argument("--baseline-points", choices=("same", "none"), default="same",
-                   help="random arms start from labeltune's points_to_evaluate too (same) or not (none)")
+                   help="ASHA's first rung, epochs (default: labeltune search's); asha_grace2 sets its own")
+    p.add_argument("--target", type=float, default=None,
+                   help="fixed target val/micro_f1 (default: random_fifo's best minus one bootstrap SE, per seed)")
     p.add_argument("--keep", action="store_true", help="keep the searches' Tune folders")
     p.add_argument("--no-estimate", action="store_true", help="skip the timing calibration")
     p.add_argument("--results-dir", default=None)
     args = p.parse_args(argv)
-    for name, cpu, gpu in (("trials", 32, 64), ("epochs", 6, 10), ("n_images", 1500, 20000), ("concurrency", 2, 0)):
+    sizes = GPU_SIZES if args.gpu else PARTS[args.part]
+    for name, value in sizes.items():
         if getattr(args, name) is None:
-            setattr(args, name, gpu if args.gpu else cpu)
+            setattr(args, name, value)
     args.seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    arms = [a.strip() for a in str(args.arms).split(",") if a.strip()]
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        p.error(f"unknown arm(s) {', '.join(unknown)}; arms are {', '.join(ARMS)}")
+    args.arms = list(dict.fromkeys(arms + [REFERENCE] * (REFERENCE not in arms)))
     return args
+
+
+def variant_of(args) -> str:
+    """The results file's variant: the part (or gpu), then the options that differ from that part's defaults."""
+    if args.gpu:
+        return results_variant(args, parse_args, ignore=("no_estimate", "part"))
+    rest = variant_name(vars(args), vars(parse_args(["--part", args.part])), ignore=("no_estimate", "part"))
+    return args.part + ("-" + rest if rest else "")
+
+
+def print_tables(analysis: dict) -> None:
+    rows = [{"seed": row["seed"], "arm": arm, "target": row["target"], **a,
+             **({"ratio": "miss", "ratio_s": "miss"} if a["miss"] else {})}
+            for row in analysis["per_seed"] for arm, a in row["arms"].items()]
+    print(table(rows, [("seed", "seed", ""), ("arm", "arm", ""), ("target", "target", ".4f"),
+                       ("trial_epochs", "trial-ep", ""), ("trial_s", "trial-s", ".0f"), ("to_target", "to target", ""),
+                       ("ratio", "ratio", ".3f"), ("ratio_s", "ratio s", ".3f"), ("best", "best val", ".4f"),
+                       ("best_at_budget", "best@B", ".4f"), ("promoted_val", "prom val", ".4f"),
+                       ("promoted_test", "prom test", ".4f")],
+                title="per seed (ratio: trial-epochs to the target / random_fifo's whole budget)"))
+    def shown(summary: dict) -> dict:  # a median of misses is infinite: say so, not "-"
+        return {**summary, **{k: "inf" for k in ("median_ratio", "median_ratio_s") if summary[k] == math.inf}}
+
+    print(table([{"arm": arm, **shown(s)} for arm, s in analysis["summary"].items()],
+                [("arm", "arm", ""), ("seeds", "seeds", ""), ("misses", "misses", ""),
+                 ("median_ratio", "median ratio", ".3f"), ("median_ratio_s", "median ratio s", ".3f"),
+                 ("mean_best_at_budget", "mean best@B", ".4f"), ("mean_promoted_test", "mean prom test", ".4f"),
+                 ("mean_winners_curse", "val-test", ".4f"), ("epoch_s", "s/trial-epoch", ".2f"),
+                 ("mean_wall_s", "mean wall s", ".0f"), ("errors", "errors", "")], title="over seeds"))
+    rows = [{"pair": pair, "figure": figure, **c} for pair, figures in analysis["comparisons"].items()
+            for figure, c in figures.items()]
+    print(table(rows, [("pair", "A - B", ""), ("figure", "figure", ""), ("seeds", "seeds", ""),
+                       ("mean", "mean", "+.4f"), ("low", "95% low", "+.4f"), ("high", "95% high", "+.4f"),
+                       ("better", "better", ""), ("ahead", "ahead", "")],
+                title="paired 95 % bootstrap intervals over seeds"))
+    for rung, c in analysis["rank_correlation"].items():
+        print(f"random_fifo: Spearman rho of val/micro_f1 at {rung} with the final epoch: median "
+              f"{c['median_rho']:.2f} (min {c['min_rho']:.2f}, {c['seeds']} seeds)")
+    if analysis["verdict"]:
+        print("verdict:", {k: v for k, v in analysis["verdict"].items() if k != "goal"})
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    import os
-
     import ray
 
+    from search import space as spaces
     from search.tuner import load_trial_data
 
     started = time.time()
     use_bench_decode_cache()
     space = make_space(args.gpu)
-    root = synth_dataset(args.n_images)
-    dataset, data = load_trial_data(str(root), 0, False)  # labeltune's own driver-side load + decode
-    images = data.images
+    pretrained = pretrained_available()  # efficientnet_lite0 only with its weights package
+    n_points = len(spaces.points_to_evaluate(space, tuple(pretrained)))
+    roots = {seed: synth_dataset(args.n_images, seed) for seed in args.seeds}  # written once, reused
+    dataset, data = load_trial_data(str(roots[args.seeds[0]]), 0, False)  # labeltune's own driver-side load + decode
+    est = None
     if not args.gpu and not args.no_estimate:
-        epoch_s = calibrate_epoch_s(space, dataset, images, cpus_per_trial=1)
+        epoch_s = calibrate_epoch_s(space, dataset, data.images, cpus_per_trial=1)
         est = estimate_s(args, epoch_s)
         log(f"calibration: one trial epoch ~{epoch_s:.2f} s -> expected wall of this run ~{est / 60:.1f} min "
-            f"({len(args.seeds)} seeds x 3 arms x {args.trials} trials x <= {args.epochs} epochs, "
-            f"{args.concurrency} at a time)")
+            f"({len(args.seeds)} seeds x {len(args.arms)} arms x {args.trials} trials x <= {args.epochs} epochs, "
+            f"{args.concurrency} at a time; ASHA arms counted at {ASHA_ASYNC}x their rung arithmetic)")
     else:
-        total = len(args.seeds) * (2 * asha_expected_epochs(args.trials, args.epochs) + args.trials * args.epochs)
+        total = len(args.seeds) * sum(expected_trial_epochs(a, args.trials, args.epochs, args.grace_period)
+                                      for a in args.arms)
         log(f"expected ~{total:.0f} trial-epochs in all; at 2-6 s each (20k images), 4 at a time: "
             f"~{total * 2 / 4 / 60:.0f}-{total * 6 / 4 / 60:.0f} min")
-        est = None
-    pretrained = pretrained_available()  # efficientnet_lite0 only with its weights package
+    variant = variant_of(args)
+    params = {**vars(args), "space": space, "space_fingerprint": spaces.fingerprint(space, {}),
+              "pretrained_models": list(pretrained), "baseline_points": n_points, "estimated_s": est,
+              "arms_built": {a: dataclasses.asdict(ARMS[a]) for a in args.arms},
+              "target_rule": (f"fixed {args.target}" if args.target is not None else
+                              f"random_fifo's best val/micro_f1 minus the bootstrap SE ({SE_RESAMPLES} resamples of "
+                              f"the val images) of its best checkpoint, per seed"),
+              "miss_ratio_in_log2_comparison": MISS_RATIO,
+              "interval_rule": f"paired percentile bootstrap over seeds, {INTERVAL_RESAMPLES} resamples, 95 %"}
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # as init_ray
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
              object_store_memory=max(300 * 2**20, 4 * data.images.nbytes))
     storage = Path(tempfile.mkdtemp(prefix="search-efficiency-", dir=bench_root()))
-    runs = []
+    runs: list[dict] = []
     try:
         for seed in args.seeds:
-            for arm in ARMS:
+            if seed != args.seeds[0]:
+                del data
+                gc.collect()
+                dataset, data = load_trial_data(str(roots[seed]), 0, False)
+            for arm in args.arms:
                 log(f"seed {seed}: {arm} ({args.trials} trials x <= {args.epochs} epochs)")
                 run = run_arm(arm, seed, args, space, data, dataset, storage, pretrained)
                 runs.append(run)
-                log(f"seed {seed}: {arm}: {run['trial_epochs']} trial-epochs, best {run['best_f1'] or 0:.4f}, "
-                    f"{run['wall_s']:.0f} s, {run['errors']} errors")
+                p = run["promoted"] or {}
+                log(f"seed {seed}: {arm}: {len(run['events'])} trial-epochs, {spent_s(run['events']):.0f} trial-s, "
+                    f"promoted val {p.get('val_f1') or 0:.4f} (SE {p.get('val_se') or 0:.4f}) "
+                    f"test {p.get('test_f1') or 0:.4f}, {run['wall_s']:.0f} s, {run['errors']} errors")
+            done = args.seeds[: args.seeds.index(seed) + 1]
+            path = write_results("search_efficiency", {**params, "seeds_done": done},
+                                 {**analyse(runs, done, args.target), "runs": [event_columns(r) for r in runs]},
+                                 REPO / ".bench", started,
+                                 variant=variant + "-partial")
+            log(f"seed {seed} done ({time.time() - started:.0f} s): partial results in {path}")
     finally:
         ray.shutdown()
         if not args.keep:
             shutil.rmtree(storage, ignore_errors=True)
 
-    analysis = analyse(runs, args.seeds, args.target, args.percentile)
-    long_rows = [{"seed": row["seed"], "arm": arm, "target": row["target"], "spent": row[f"{arm}_trial_epochs"],
-                  "to_target": row[f"{arm}_to_target"], "budget": row["equal_budget"],
-                  "best": row[f"{arm}_best_at_budget"],
-                  "ratio": row["ratio_tpe_asha_over_random_fifo"] if arm == "tpe_asha" else None}
-                 for row in analysis["per_seed"] for arm in ARMS]
-    print(table(long_rows, [("seed", "seed", ""), ("arm", "arm", ""), ("target", "target F1", ".4f"),
-                            ("spent", "trial-epochs", ""), ("to_target", "to target", ""),
-                            ("budget", "equal budget", ""), ("best", "best F1 @budget", ".4f"),
-                            ("ratio", "to target vs random_fifo", ".2f")],
-                title="per seed: trial-epochs spent, trial-epochs to reach the target, best val/micro_f1 at equal budget"))
-    print(table([{"arm": arm, **analysis["summary"][arm]} for arm in ARMS],
-                [("arm", "arm", ""), ("reached", "reached", ""), ("median_epochs_to_target", "median to target", ".1f"),
-                 ("mean_best_at_equal_budget", "mean best@budget", ".4f"), ("mean_trial_epochs", "mean spent", ".1f"),
-                 ("mean_wall_s", "mean wall s", ".0f"), ("errors", "errors", "")], title="over seeds"))
-    v = analysis["verdict"]
-    print(f"target: tpe_asha needs <= 1/3 of random_fifo's trial-epochs; median ratio "
-          f"{v['median_ratio'] if v['median_ratio'] is None else round(v['median_ratio'], 2)}, "
-          f"seeds meeting it {v['seeds_meeting_target']}")
+    analysis = analyse(runs, args.seeds, args.target)
+    print_tables(analysis)
     wall = time.time() - started
     print(f"wall {wall / 60:.1f} min" + (f" (estimated {est / 60:.1f} min)" if est else ""))
-    params = {**vars(args), "space": space, "pretrained_models": list(pretrained), "estimated_s": est,
-              "target_rule": "fixed" if args.target is not None else f"p{args.percentile:g} of random_fifo final F1 per seed"}
-    variant = results_variant(args, parse_args, ignore=("no_estimate",))  # other options: a file of their own
-    path = write_results("search_efficiency", params, {**analysis, "runs": runs}, args.results_dir, started,
+    path = write_results("search_efficiency", params, {**analysis, "runs": [event_columns(r) for r in runs]},
+                         args.results_dir, started,
                          variant=variant)
     print(f"wrote {path}")
     return analysis

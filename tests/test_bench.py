@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -19,43 +21,140 @@ from common import variant_name  # noqa: E402
 pytestmark = pytest.mark.timeout(300)
 
 
-def run(arm: str, seed: int, curve: list, finals: list) -> dict:
-    return {"arm": arm, "seed": seed, "f1_by_epoch": curve, "final_f1": finals, "trial_epochs": len(curve),
-            "wall_s": float(len(curve)), "errors": 0}
+def run(arm: str, seed: int, f1s: list, *, seconds: float = 1.0, trials: int = 3, epochs: int = 2,
+        val_se: float = 0.05, test_f1: float | None = None) -> dict:
+    """A synthetic run: one event per f1 in arrival order, trials taking turns, each epoch `seconds` long."""
+    events = [{"trial": f"t{k % trials}", "epoch": k // trials + 1, "f1": f, "s": seconds, "t": float(k)}
+              for k, f in enumerate(f1s)]
+    best = max(f1s)
+    return {"arm": arm, "seed": seed, "events": events, "trials": trials, "max_epochs": epochs, "grace_period": 1,
+            "wall_s": float(len(f1s)), "errors": 0,
+            "promoted": {"val_f1": best, "val_se": val_se, "test_f1": best - 0.06 if test_f1 is None else test_f1}}
 
 
-def test_analyse_counts_trial_epochs_to_the_random_searchs_percentile_and_at_equal_budget():
-    finals = [0.1, 0.2, 0.3, 0.4, 0.5]  # 80th percentile: 0.42
+def test_analyse_measures_each_arm_against_random_fifos_best_minus_one_se_and_its_whole_budget():
     runs = [
-        run("tpe_asha", 0, [0.1, 0.45, 0.2], [0.45]),
-        run("random_asha", 0, [0.1, 0.2, 0.3, 0.5], [0.5]),
-        run("random_fifo", 0, [0.1, 0.2, 0.3, 0.1, 0.2, 0.5], finals),
+        # 3 trials x 2 epochs, 2 s each: best 0.6, SE 0.05 -> target 0.55, reached at its 5th trial-epoch
+        run("random_fifo", 0, [0.1, 0.2, 0.3, 0.5, 0.6, 0.4], seconds=2.0, val_se=0.05),
+        run("tpe_asha", 0, [0.3, 0.56, 0.2], test_f1=0.50),
+        run("random_asha", 0, [0.1, 0.2, 0.54, 0.3]),  # never reaches 0.55: a miss
+        run("asha_rf2", 0, [0.1, 0.2]),  # a lever arm's short run does not move the base arms' equal budget
     ]
-    result = se.analyse(runs, [0], None, 80.0)
+    result = se.analyse(runs, [0])
     row = result["per_seed"][0]
-    assert row["target"] == pytest.approx(0.42)
-    assert (row["tpe_asha_to_target"], row["random_asha_to_target"], row["random_fifo_to_target"]) == (2, 4, 6)
-    assert row["equal_budget"] == 3  # the smallest total any arm spent
-    assert row["tpe_asha_best_at_budget"] == 0.45 and row["random_fifo_best_at_budget"] == 0.3
-    assert row["ratio_tpe_asha_over_random_fifo"] == pytest.approx(2 / 6)
-    assert result["verdict"]["seeds_meeting_target"] == "1/1"
-    assert result["summary"]["random_fifo"]["mean_trial_epochs"] == 6
+    assert row["target"] == pytest.approx(0.55)
+    assert row["budget_trial_epochs"] == 6 and row["budget_trial_s"] == 12.0
+    assert row["equal_budget"] == 3  # the smallest total a base arm spent
+    tpe, rnd, fifo = (row["arms"][a] for a in ("tpe_asha", "random_asha", "random_fifo"))
+    assert (tpe["to_target"], tpe["ratio"], tpe["ratio_s"]) == (2, pytest.approx(2 / 6), pytest.approx(2 / 12))
+    assert (fifo["to_target"], fifo["ratio"], fifo["ratio_s"]) == (5, pytest.approx(5 / 6), pytest.approx(10 / 12))
+    assert rnd["miss"] and rnd["ratio"] == math.inf and rnd["log2_ratio"] == pytest.approx(math.log2(se.MISS_RATIO))
+    assert tpe["log2_ratio"] == pytest.approx(math.log2(2 / 6))
+    assert (tpe["best_at_budget"], rnd["best_at_budget"], fifo["best_at_budget"]) == (0.56, 0.54, 0.3)
+    assert tpe["promoted_test"] == 0.50 and tpe["winners_curse"] == pytest.approx(0.06)
+    assert result["summary"]["random_asha"]["misses"] == 1 and result["summary"]["tpe_asha"]["misses"] == 0
+    assert result["summary"]["random_fifo"]["epoch_s"] == pytest.approx(2.0)
+    assert "asha_rf2 - tpe_asha" in result["comparisons"]
+    # the JSON holds events as columns; read back, they analyse the same
+    again = json.loads(json.dumps([se.event_columns(r) for r in runs]))
+    assert se.analyse([se.event_rows(r) for r in again], [0])["per_seed"] == result["per_seed"]
 
 
-def test_a_seed_where_tpe_asha_misses_the_target_counts_against_it_in_the_median():
+def test_a_miss_is_infinite_in_the_median_and_fails_the_verdict():
     def seed_runs(seed, tpe_curve):
-        return [run("tpe_asha", seed, tpe_curve, [max(tpe_curve)]),
-                run("random_asha", seed, [0.1, 0.9], [0.9]),
-                run("random_fifo", seed, [0.1, 0.2, 0.3, 0.9], [0.9])]
+        return [run("tpe_asha", seed, tpe_curve), run("random_asha", seed, [0.9]),
+                run("random_fifo", seed, [0.1, 0.2, 0.3, 0.9], trials=2, val_se=0.0)]
 
-    # seed 0 reaches 0.9 in 1 of random_fifo's 4 trial-epochs; seeds 1 and 2 never do
-    runs = seed_runs(0, [0.9]) + seed_runs(1, [0.1, 0.2]) + seed_runs(2, [0.1, 0.2])
-    result = se.analyse(runs, [0, 1, 2], 0.9, 80.0)
-    ratios = [row["ratio_tpe_asha_over_random_fifo"] for row in result["per_seed"]]
-    assert ratios == [0.25, math.inf, math.inf]
-    assert result["verdict"]["median_ratio"] == math.inf  # not 0.25, the median of the seeds that reached it
-    assert result["verdict"]["seeds_meeting_target"] == "1/3"
-    assert result["summary"]["tpe_asha"]["reached"] == "1/3"
+    # the target is 0.9 (best 0.9, SE 0): seed 0 reaches it in 1 of random_fifo's 4 trial-epochs; 1 to 4 never
+    runs = seed_runs(0, [0.9]) + [r for seed in (1, 2, 3, 4) for r in seed_runs(seed, [0.1, 0.2])]
+    result = se.analyse(runs, [0, 1, 2, 3, 4])
+    assert [row["arms"]["tpe_asha"]["ratio"] for row in result["per_seed"]] == [0.25] + [math.inf] * 4
+    summary = result["summary"]["tpe_asha"]
+    assert summary["median_ratio"] == math.inf  # not 0.25, the median of the seeds that reached it
+    assert summary["misses"] == 4
+    verdict = result["verdict"]
+    assert not verdict["misses_ok"] and not verdict["median_ratio_ok"]
+    # random_asha reached it on every seed: its capped log2 ratios are lower, so it is ahead of tpe_asha
+    assert result["comparisons"]["tpe_asha - random_asha"]["log2_ratio"]["ahead"] == "random_asha"
+    assert not verdict["ahead_of_random_asha_log2_ratio"]
+
+
+def test_paired_interval_over_seeds_separates_a_steady_gain_from_noise():
+    steady = se.paired_interval([0.010, 0.012, 0.008, 0.011, 0.009])
+    assert 0 < steady["low"] < steady["mean"] < steady["high"]
+    noisy = se.paired_interval([0.05, -0.04, 0.03, -0.05, 0.01])
+    assert noisy["low"] < 0 < noisy["high"]
+    assert se.paired_interval([None, 0.01])["seeds"] == 1
+
+    # A beats B by 0.01 on every seed while the seeds differ by 0.2: only the pairing shows it
+    rows = [{"arms": {"a": {"promoted_test": base + 0.01, "log2_ratio": -1.0, "best_at_budget": base},
+                      "b": {"promoted_test": base, "log2_ratio": -1.0, "best_at_budget": base + 0.05 * (i % 2 - 0.5)}}}
+            for i, base in enumerate([0.5, 0.7, 0.6, 0.8, 0.55])]
+    figures = se.compare(rows, "a", "b")
+    assert figures["promoted_test"]["ahead"] == "a"
+    assert figures["log2_ratio"]["ahead"] is None and figures["best_at_budget"]["ahead"] is None
+    assert se.compare(rows[:2], "a", "b")["promoted_test"]["ahead"] is None  # two seeds never decide
+
+
+def test_micro_f1_bootstrap_matches_scikit_learn_and_its_se_shrinks_with_the_square_root_of_n():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(1)
+    targets = (rng.random((600, 5)) < 0.3).astype(np.uint8)
+    probs = np.clip(targets * 0.4 + rng.random((600, 5)) * 0.6, 0, 1).astype(np.float32)
+    thresholds = np.array([0.5, 0.4, 0.5, 0.6, 0.5], np.float32)
+    f1, err = se.micro_f1_bootstrap(probs, targets, thresholds)
+    assert f1 == pytest.approx(f1_score(targets, probs >= thresholds, average="micro"))
+    assert se.micro_f1_bootstrap(probs, targets, thresholds) == (f1, err)  # fixed resampling seed
+    _, err4 = se.micro_f1_bootstrap(np.tile(probs, (4, 1)), np.tile(targets, (4, 1)), thresholds)
+    assert 0 < err and err4 / err == pytest.approx(0.5, abs=0.1)
+
+
+def test_rank_correlation_compares_each_asha_rung_with_the_final_epoch():
+    assert se.rungs(6, 1) == [1, 3] and se.rungs(9, 1) == [1, 3] and se.rungs(6, 2) == [2]
+    events = []
+    for trial, (first, third, final) in enumerate([(0.1, 0.5, 0.2), (0.2, 0.4, 0.3), (0.3, 0.3, 0.4), (0.4, 0.2, 0.5)]):
+        events += [{"trial": f"t{trial}", "epoch": e, "f1": f, "s": 1.0}
+                   for e, f in ((1, first), (2, 0.0), (3, third), (4, 0.0), (5, 0.0), (6, final))]
+    rho = se.rank_correlation({"events": events, "max_epochs": 6, "grace_period": 1})
+    assert rho["epoch1"]["rho"] == pytest.approx(1.0) and rho["epoch1"]["trials"] == 4
+    assert rho["epoch3"]["rho"] == pytest.approx(-1.0)
+
+
+def test_each_lever_arm_is_tpe_asha_with_one_thing_changed():
+    from optuna.samplers import RandomSampler, TPESampler
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from search.tuner import SearchOptions
+
+    base = dataclasses.asdict(se.ARMS["tpe_asha"])
+    for name, arm in se.ARMS.items():
+        changed = [k for k, v in dataclasses.asdict(arm).items() if v != base[k] and k != "what"]
+        assert len(changed) == (0 if name == "tpe_asha" else 2 if name == "random_fifo" else 1), (name, changed)
+    opts = SearchOptions(data="d", space="s", trials=36, epochs=6, seed=3)
+    assert se.tuner_kwargs(se.ARMS["tpe_asha"], opts) == {"baseline_points": False}  # build_tuner's own TPE + ASHA
+    assert se.tuner_kwargs(se.ARMS["tpe_points"], opts) == {"baseline_points": True}
+    assert isinstance(se.tuner_kwargs(se.ARMS["random_asha"], opts)["sampler"], RandomSampler)
+    fifo = se.tuner_kwargs(se.ARMS["random_fifo"], opts)
+    assert isinstance(fifo["sampler"], RandomSampler) and isinstance(fifo["scheduler"], FIFOScheduler)
+    startup = se.tuner_kwargs(se.ARMS["tpe_startup4"], opts)["sampler"]
+    assert isinstance(startup, TPESampler) and startup._n_startup_trials == 4 and startup._multivariate
+    assert not se.tuner_kwargs(se.ARMS["tpe_univariate"], opts)["sampler"]._multivariate
+    rf2 = se.tuner_kwargs(se.ARMS["asha_rf2"], opts)["scheduler"]
+    assert isinstance(rf2, ASHAScheduler) and rf2._reduction_factor == 2 and rf2._max_t == 6
+    assert se.expected_trial_epochs("random_fifo", 36, 6, 1) == 216
+    assert se.expected_trial_epochs("asha_rf2", 36, 6, 1) > se.expected_trial_epochs("tpe_asha", 36, 6, 1)
+
+
+def test_arms_flag_and_results_file_names():
+    args = se.parse_args(["--arms", "tpe_asha,asha_rf2"])
+    assert args.arms == ["tpe_asha", "asha_rf2", "random_fifo"]  # the reference always runs: it sets the target
+    with pytest.raises(SystemExit):
+        se.parse_args(["--arms", "tpe_asha,bogus"])
+    assert se.variant_of(se.parse_args([])) == "screen"
+    assert se.variant_of(se.parse_args(["--part", "confirm"])) == "confirm"
+    assert se.variant_of(se.parse_args(["--seeds", "0", "--trials", "4"])) == "screen-seeds0-trials4"
+    assert se.parse_args(["--part", "confirm"]).seeds == list(range(5, 15))
 
 
 def test_variant_name_lists_the_options_that_differ_from_the_defaults():

@@ -11,7 +11,8 @@ sqlite file, never MLflow's database: both would claim the `alembic_version` tab
 Each Optuna trial carries its Tune trial id (user attribute `tune_trial_id`). A driver
 killed between Optuna's write and Tune's snapshot leaves Optuna trials RUNNING that no
 resumed search will ever finish; `fail_zombies` marks them FAIL before the resume, so
-neither TPE nor the dashboard counts them.
+neither TPE nor the dashboard counts them. One that finished before the kill stays
+COMPLETE (Optuna cannot change a finished trial): its result is real, only Tune lost it.
 """
 
 from __future__ import annotations

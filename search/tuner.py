@@ -29,7 +29,7 @@ from typing import Any
 
 from search import space as spaces
 from search.options import SearchError, SearchOptions
-from search.record import SearchRecord, exists, search_dir
+from search.record import STUDY_FILE, SearchRecord, exists, search_dir
 from trainable import store
 from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
 
@@ -315,8 +315,6 @@ def _callbacks(opts: SearchOptions, record: SearchRecord, trial_data) -> tuple[l
 
 def warm_start_sources(names: str, storage: str | None, labels: list[str], fingerprint: str) -> list:
     """(SearchRecord, folder) of each --warm-start search, refused in one line when it cannot seed this one."""
-    from search.study import STUDY_FILE
-
     sources = []
     for name in [n.strip() for n in names.split(",") if n.strip()]:
         path = search_dir(name, storage)

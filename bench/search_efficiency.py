@@ -14,6 +14,12 @@ from copy build_tuner's of 2026-12-01):
   asha_rf2       ASHA reduction_factor 2;           asha_grace2     ASHA grace_period 2;
   tpe_points     points_to_evaluate on (FROZEN_CPU_SPACE holds none of their pretrained backbones, so on the
                  CPU this arm is tpe_asha again: parameters.baseline_points says how many points there were).
+Warm start (issue 14, item 4):
+  tpe_warm       tpe_asha whose study first gets the finished trials of the tpe_asha search on the previous seed
+                 of the run (search.study.warm_start, as `labeltune search --warm-start`): new data of the same
+                 kind (another synthetic dataset, another split). The first seed's prior is the last seed's, so
+                 its warm arm runs after the others. Figure: trial-epochs until it first reaches the cold
+                 tpe_asha's final best on the same seed, against cold tpe_asha's own (warm_start.* below).
 
 Paired seeds: seed i uses synthetic dataset seed i (trainable/synth.py), split_seed i, sampler seed i and trial
 seed i in every arm. 6,000 images split 0.8/0.1/0.1 give 600 validation and 600 test images.
@@ -22,9 +28,13 @@ Per seed and arm:
   cost            trial-epochs (each epoch a trial reports, in the order the driver receives them) and
                   trial-seconds (the sum of the trials' reported epoch times, Tune's time_this_iter_s: training,
                   validation and checkpoint; a trial's first epoch also holds its Gym set-up).
-  target          random_fifo's best val/micro_f1 on that seed minus one bootstrap standard error of val
-                  micro-F1: random_fifo's best checkpoint re-scored on the validation split, SE over 2,000
-                  resamples of the validation images (rng seed 0). "As good as random search's best, within noise".
+  target          random_fifo's best val/micro_f1 on that seed minus `target_se` bootstrap standard errors of
+                  val micro-F1: random_fifo's best checkpoint re-scored on the validation split, SE over 2,000
+                  resamples of the validation images (rng seed 0). The screen took 1 SE ("as good as random
+                  search's best, within noise"); its ratios (~0.08 for every ASHA arm) showed that target is met
+                  during TPE's random start-up, so the confirmation, fixed before its runs (2026-12-01), takes
+                  0 SE: random search's best itself. Each JSON also holds its figures at the other rule
+                  (results.other_target).
   ratio           trial-epochs the arm spends until one of its trials first reports val/micro_f1 >= target,
                   / random_fifo's whole budget (trials x max epochs); computed the same way for every arm
                   (random_fifo's own is <= 1 by construction). An arm that never gets there misses: its ratio is
@@ -51,7 +61,12 @@ Parts (`--part`; the issue allows ~4 h of CPU in all):
            arms in ~70 min on 2 quiet cores (one trial-epoch ~2.1 s there, 2026-12-01; the estimate printed at
            the start says it for the arms chosen). TPE gets 10 random start-up trials and 34 guided ones, ASHA
            rungs at 1 and 3 epochs below the top;
-  confirm  seeds 5-14 (fresh: the screen chose on 0-4), the same sizes.
+  confirm  seeds 5-9 (fresh), the same sizes, target_se 0. No setting was chosen on the screen's seeds (the base
+           arms are the same code and sizes), so the final figures pool seeds 0-9: `--reuse` reads the screen's
+           and the confirmation's runs back and analyses them together without running anything:
+               python bench/search_efficiency.py --part confirm --seeds 0,1,2,3,4,5,6,7,8,9 \
+                   --reuse bench/results/search_efficiency-screen_2026-12-01.json,<the confirm JSON>
+           A lever chosen on the screen would need fresh seeds of its own.
 --gpu: the `default` space, 20,000 images, 64 trials x 10 epochs (GPU share per model): hours, not one device call.
 
     python bench/search_efficiency.py                  # the screen: ~70 min on 2 quiet cores
@@ -112,12 +127,15 @@ early trials through empty rungs. Measured 2026-11-29: 64-116 trial-epochs (mean
 2026-12-01 screen: 89-170 (mean 125; tpe_asha 136-170, random_asha 89-114) where it says 88."""
 
 PARTS = {
-    "screen": {"seeds": "0,1,2,3,4", "trials": 44, "epochs": 6, "n_images": 6000, "concurrency": 2},
-    "confirm": {"seeds": ",".join(map(str, range(5, 15))), "trials": 44, "epochs": 6, "n_images": 6000,
-                "concurrency": 2},
+    "screen": {"seeds": "0,1,2,3,4", "trials": 44, "epochs": 6, "n_images": 6000, "concurrency": 2, "target_se": 1.0},
+    "confirm": {"seeds": "5,6,7,8,9", "trials": 44, "epochs": 6, "n_images": 6000, "concurrency": 2,
+                "target_se": 0.0},
 }
-"""--part's sizes on the CPU; the issue's ~4 h budget: a screen on 5 seeds, a confirmation on 10 fresh ones"""
-GPU_SIZES = {"seeds": "0,1,2,3,4", "trials": 64, "epochs": 10, "n_images": 20000, "concurrency": 0}
+"""--part's sizes on the CPU; the issue's ~4 h budget: a screen on 5 seeds, a confirmation on 5 fresh ones that
+the final figures pool with the screen's (10 seeds)"""
+GPU_SIZES = {"seeds": "0,1,2,3,4", "trials": 64, "epochs": 10, "n_images": 20000, "concurrency": 0, "target_se": 1.0}
+SAME_SIZES = ("trials", "epochs", "n_images", "concurrency", "grace_period", "space_fingerprint", "gpu")
+"""what a reused run must share with this one (--reuse)"""
 
 
 # ---- the space and the arms ---------------------------------------------------------------
@@ -171,6 +189,8 @@ class Arm:
     """changes to build_tuner's ASHAScheduler settings (asha_settings)"""
     points: bool = False
     """points_to_evaluate on (build_tuner's baseline_points)"""
+    warm: bool = False
+    """the study starts with the finished trials of the tpe_asha search on the run's previous seed"""
 
 
 ARMS = {
@@ -182,7 +202,10 @@ ARMS = {
     "asha_rf2": Arm("tpe_asha, ASHA reduction factor 2", asha={"reduction_factor": 2}),
     "asha_grace2": Arm("tpe_asha, ASHA grace period 2", asha={"grace_period": 2}),
     "tpe_points": Arm("tpe_asha with points_to_evaluate", points=True),
+    "tpe_warm": Arm("tpe_asha warm-started from the previous seed's tpe_asha search", warm=True),
 }
+PRIOR_ARM = "tpe_asha"
+"""the arm whose kept study a warm arm starts from (on another seed), and whose final best it must reach"""
 
 
 def tpe_settings(opts: SearchOptions) -> dict:
@@ -296,8 +319,13 @@ def promote(grid, events: list[dict], data) -> dict | None:
     return out
 
 
-def run_arm(arm: str, seed: int, args, space: dict, data, dataset, storage: Path, pretrained: tuple) -> dict:
+def run_arm(arm: str, seed: int, args, space: dict, data, dataset, storage: Path, pretrained: tuple,
+            prior: Path | None = None) -> dict:
+    """One search. `prior`: the folder of a kept PRIOR_ARM study a warm arm starts from. A PRIOR_ARM search
+    leaves its study in storage/priors/<name>/ for the warm arm of the next seed."""
     from search.pruning import CheckpointPruner
+    from search.record import STUDY_FILE
+    from search.study import warm_start
     from search.tuner import build_tuner
 
     name = f"{arm}-seed{seed}"
@@ -307,6 +335,11 @@ def run_arm(arm: str, seed: int, args, space: dict, data, dataset, storage: Path
     constants = {"epochs": opts.epochs, "split_seed": opts.split_seed, "seed": opts.seed}
     record = SearchRecord(name=name, storage=str(storage), space=space, constants=constants,
                           pretrained_models=list(pretrained))
+    warm = None
+    if ARMS[arm].warm:
+        warm = warm_start(record.path, name, [(SearchRecord(name=prior.name, storage=str(prior.parent)), prior)],
+                          space)
+        log(f"seed {seed}: {arm}: {warm}")
     clock = trial_clock()
     tuner = build_tuner(opts, record, data, [CheckpointPruner(PRIMARY_METRIC, PRIMARY_MODE), clock],
                         **tuner_kwargs(ARMS[arm], opts))
@@ -318,13 +351,16 @@ def run_arm(arm: str, seed: int, args, space: dict, data, dataset, storage: Path
     promoted = promote(grid, events, data)  # before the storage with the checkpoints goes
     del tuner, grid
     gc.collect()
+    if arm == PRIOR_ARM and (storage / name / STUDY_FILE).exists():
+        (storage / "priors" / name).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(storage / name / STUDY_FILE, storage / "priors" / name / STUDY_FILE)
     if not args.keep:
         shutil.rmtree(storage / name, ignore_errors=True)
     return {"arm": arm, "seed": seed, "wall_s": wall, "errors": errors, "trials": args.trials,
             "max_epochs": args.epochs, "grace_period": ARMS[arm].asha.get("grace_period", args.grace_period),
             "events": [{"trial": e["trial"], "epoch": e["epoch"], "f1": e["f1"],
                         "s": None if e["s"] is None else round(e["s"], 3), "t": round(e["t"] - t, 2)} for e in events],
-            "promoted": promoted}
+            "promoted": promoted, **({"warm_start": {"prior": prior.name, **warm[prior.name]}} if warm else {})}
 
 
 EVENT_FIELDS = ("trial", "epoch", "f1", "s", "t")
@@ -427,7 +463,25 @@ def pairs(arms: list[str]) -> list[tuple[str, str]]:
     return base + [(lever, "tpe_asha") for lever in arms if lever not in BASE_ARMS and "tpe_asha" in arms]
 
 
-def analyse(runs: list[dict], seeds: list[int], fixed_target: float | None = None) -> dict:
+def warm_figures(cold: dict, warm: dict, budget: int) -> dict:
+    """Does the warm arm reach the cold PRIOR_ARM search's final best sooner? Trial-epochs of each until it first
+    gets there (the cold one's own: when it found its best), also as ratios of the reference budget."""
+    cold_best = best_within(cold["events"], len(cold["events"]))
+    cold_hit = first_reach(cold["events"], cold_best) if cold_best is not None else None
+    warm_hit = first_reach(warm["events"], cold_best) if cold_best is not None else None
+    cold_ratio = cold_hit[0] / budget if cold_hit else None
+    warm_ratio = warm_hit[0] / budget if warm_hit else (math.inf if cold_best is not None else None)
+    return {"prior": (warm.get("warm_start") or {}).get("prior"),
+            "added": (warm.get("warm_start") or {}).get("added"), "cold_best": cold_best,
+            "cold_to_best": cold_hit[0] if cold_hit else None, "warm_to_cold_best": warm_hit[0] if warm_hit else None,
+            "miss": warm_hit is None, "log2_warm_over_cold": (log2_ratio(warm_ratio) - log2_ratio(cold_ratio)
+                                                             if cold_ratio and warm_ratio is not None else None)}
+
+
+def analyse(runs: list[dict], seeds: list[int], fixed_target: float | None = None, target_se: float = 1.0) -> dict:
+    """The per-seed figures, the summary over seeds, the paired comparisons and the verdict; target: the
+    reference's best val/micro_f1 minus `target_se` of its bootstrap SEs (or `fixed_target`)."""
+    runs = [r for r in runs if r["seed"] in seeds]
     arms = list(dict.fromkeys(r["arm"] for r in runs))
     per_seed = []
     for seed in seeds:
@@ -440,7 +494,7 @@ def analyse(runs: list[dict], seeds: list[int], fixed_target: float | None = Non
         if fixed_target is not None:
             target = fixed_target
         else:
-            target = ref_best - ref_se if ref_best is not None and ref_se is not None else None
+            target = ref_best - target_se * ref_se if ref_best is not None and ref_se is not None else None
         budget = ref["trials"] * ref["max_epochs"]
         budget_s = spent_s(ref["events"])
         equal = min(len(r["events"]) for arm, r in by_arm.items() if arm in BASE_ARMS)
@@ -462,6 +516,9 @@ def analyse(runs: list[dict], seeds: list[int], fixed_target: float | None = Non
                 "promoted_val": promoted.get("val_f1"), "promoted_test": promoted.get("test_f1"),
                 "winners_curse": (promoted["val_f1"] - promoted["test_f1"]
                                   if promoted.get("test_f1") is not None else None)}
+        warm_arms = [arm for arm in by_arm if ARMS[arm].warm]
+        if warm_arms and PRIOR_ARM in by_arm:
+            row["warm_start"] = {arm: warm_figures(by_arm[PRIOR_ARM], by_arm[arm], budget) for arm in warm_arms}
         per_seed.append(row)
 
     def values(arm: str, key: str) -> list:
@@ -504,8 +561,17 @@ def analyse(runs: list[dict], seeds: list[int], fixed_target: float | None = Non
                    "misses_ok": t["misses"] <= allowed,
                    "ahead_of_random_asha_log2_ratio": ahead.get("log2_ratio", {}).get("ahead") == "tpe_asha",
                    "ahead_of_random_asha_promoted_test": ahead.get("promoted_test", {}).get("ahead") == "tpe_asha"}
+    warm = {}
+    for arm in [a for a in arms if ARMS[a].warm]:
+        rows = [row["warm_start"][arm] for row in per_seed if arm in row.get("warm_start", {})]
+        warm[arm] = {"seeds": len(rows), "misses": sum(r["miss"] for r in rows),
+                     "median_cold_to_best": float(np.median([r["cold_to_best"] for r in rows])) if rows else None,
+                     "median_warm_to_cold_best": (float(np.median([r["warm_to_cold_best"] if not r["miss"] else math.inf
+                                                                   for r in rows])) if rows else None),
+                     "log2_warm_over_cold": {**paired_interval([r["log2_warm_over_cold"] for r in rows]),
+                                             "better": "lower"}}
     return {"per_seed": per_seed, "summary": summary, "comparisons": comparisons,
-            "rank_correlation": correlation, "verdict": verdict}
+            "rank_correlation": correlation, "verdict": verdict, "warm_start": warm}
 
 
 # ---- time estimate ------------------------------------------------------------------------
@@ -569,7 +635,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--grace-period", type=int, default=SEARCH_DEFAULTS.grace_period,
                    help="ASHA's first rung, epochs (default: labeltune search's); asha_grace2 sets its own")
     p.add_argument("--target", type=float, default=None,
-                   help="fixed target val/micro_f1 (default: random_fifo's best minus one bootstrap SE, per seed)")
+                   help="fixed target val/micro_f1 (default: random_fifo's best minus --target-se SEs, per seed)")
+    p.add_argument("--target-se", type=float, default=None,
+                   help="bootstrap SEs below random_fifo's best that count as reaching it (screen 1, confirm 0)")
+    p.add_argument("--reuse", default=None,
+                   help="comma list of results JSONs of the same sizes: their runs of these arms and seeds are "
+                        "read back instead of run")
     p.add_argument("--keep", action="store_true", help="keep the searches' Tune folders")
     p.add_argument("--no-estimate", action="store_true", help="skip the timing calibration")
     p.add_argument("--results-dir", default=None)
@@ -579,6 +650,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, value)
     args.seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    args.reuse = [f.strip() for f in str(args.reuse or "").split(",") if f.strip()]
     arms = [a.strip() for a in str(args.arms).split(",") if a.strip()]
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
@@ -590,8 +662,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def variant_of(args) -> str:
     """The results file's variant: the part (or gpu), then the options that differ from that part's defaults."""
     if args.gpu:
-        return results_variant(args, parse_args, ignore=("no_estimate", "part"))
-    rest = variant_name(vars(args), vars(parse_args(["--part", args.part])), ignore=("no_estimate", "part"))
+        return results_variant(args, parse_args, ignore=("no_estimate", "part", "reuse"))
+    rest = variant_name(vars(args), vars(parse_args(["--part", args.part])), ignore=("no_estimate", "part", "reuse"))
     return args.part + ("-" + rest if rest else "")
 
 
@@ -623,8 +695,46 @@ def print_tables(analysis: dict) -> None:
     for rung, c in analysis["rank_correlation"].items():
         print(f"random_fifo: Spearman rho of val/micro_f1 at {rung} with the final epoch: median "
               f"{c['median_rho']:.2f} (min {c['min_rho']:.2f}, {c['seeds']} seeds)")
+    for arm, w in analysis.get("warm_start", {}).items():
+        i = w["log2_warm_over_cold"]
+        print(f"{arm}: trial-epochs to the cold {PRIOR_ARM}'s final best: median {w['median_warm_to_cold_best']} "
+              f"(cold: {w['median_cold_to_best']}), {w['misses']} misses in {w['seeds']} seeds; log2 warm/cold "
+              + (f"{i['mean']:+.2f} [{i['low']:+.2f}, {i['high']:+.2f}]" if i["mean"] is not None else "-"))
     if analysis["verdict"]:
         print("verdict:", {k: v for k, v in analysis["verdict"].items() if k != "goal"})
+
+
+def reused_runs(files: list[str], params: dict) -> list[dict]:
+    """The runs of earlier results JSONs, refused unless they measured the same sizes and space."""
+    import json
+
+    runs = []
+    for f in files:
+        record = json.loads(Path(f).read_text())
+        theirs = record["parameters"]
+        differ = [k for k in SAME_SIZES if theirs.get(k) != params.get(k)]
+        if differ:
+            raise SystemExit(f"--reuse {f}: it measured other {', '.join(differ)} "
+                             f"({', '.join(f'{k}={theirs.get(k)!r}' for k in differ)})")
+        runs += [event_rows(r) for r in record["results"]["runs"]]
+    return runs
+
+
+def warm_order(arms: list[str], seeds: list[int]) -> list[tuple[int, str, int | None]]:
+    """(seed, arm, prior seed) in run order: per seed its arms, a warm arm on the PRIOR_ARM search of the previous
+    seed; the first seed's warm arm takes the last seed's, so it runs at the end."""
+    order, deferred = [], []
+    for k, seed in enumerate(seeds):
+        for arm in arms:
+            if not ARMS[arm].warm:
+                order.append((seed, arm, None))
+            elif len(seeds) < 2:
+                raise SystemExit(f"{arm} needs at least two seeds: its prior is another seed's {PRIOR_ARM} search")
+            elif k == 0:
+                deferred.append((seed, arm, seeds[-1]))
+            else:
+                order.append((seed, arm, seeds[k - 1]))
+    return order + deferred
 
 
 def main(argv=None) -> dict:
@@ -658,50 +768,68 @@ def main(argv=None) -> dict:
               "pretrained_models": list(pretrained), "baseline_points": n_points, "estimated_s": est,
               "arms_built": {a: dataclasses.asdict(ARMS[a]) for a in args.arms},
               "target_rule": (f"fixed {args.target}" if args.target is not None else
-                              f"random_fifo's best val/micro_f1 minus the bootstrap SE ({SE_RESAMPLES} resamples of "
-                              f"the val images) of its best checkpoint, per seed"),
+                              f"random_fifo's best val/micro_f1 minus {args.target_se:g} x the bootstrap SE "
+                              f"({SE_RESAMPLES} resamples of the val images) of its best checkpoint, per seed"),
+              "other_target_se": other_se(args.target_se),
               "miss_ratio_in_log2_comparison": MISS_RATIO,
               "interval_rule": f"paired percentile bootstrap over seeds, {INTERVAL_RESAMPLES} resamples, 95 %"}
 
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # as init_ray
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             object_store_memory=max(300 * 2**20, 4 * data.images.nbytes))
+    runs: list[dict] = [r for r in reused_runs(args.reuse, params) if r["seed"] in args.seeds and r["arm"] in args.arms]
+    have = {(r["seed"], r["arm"]) for r in runs}
+    todo = [(seed, arm, prior) for seed, arm, prior in warm_order(args.arms, args.seeds) if (seed, arm) not in have]
+    if args.reuse:
+        log(f"reused {len(runs)} runs from {', '.join(args.reuse)}; {len(todo)} to run")
+
+    def results() -> dict:
+        done = sorted({r["seed"] for r in runs})
+        return {**analyse(runs, done, args.target, args.target_se),
+                "other_target": {k: v for k, v in analyse(runs, done, args.target, other_se(args.target_se)).items()
+                                 if k in ("summary", "comparisons", "verdict")},
+                "runs": [event_columns(r) for r in runs]}
+
     storage = Path(tempfile.mkdtemp(prefix="search-efficiency-", dir=bench_root()))
-    runs: list[dict] = []
+    if todo:
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # as init_ray
+        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 object_store_memory=max(300 * 2**20, 4 * data.images.nbytes))
+    loaded = args.seeds[0]
     try:
-        for seed in args.seeds:
-            if seed != args.seeds[0]:
+        for k, (seed, arm, prior) in enumerate(todo):
+            if seed != loaded:
                 del data
                 gc.collect()
                 dataset, data = load_trial_data(str(roots[seed]), 0, False)
-            for arm in args.arms:
-                log(f"seed {seed}: {arm} ({args.trials} trials x <= {args.epochs} epochs)")
-                run = run_arm(arm, seed, args, space, data, dataset, storage, pretrained)
-                runs.append(run)
-                p = run["promoted"] or {}
-                log(f"seed {seed}: {arm}: {len(run['events'])} trial-epochs, {spent_s(run['events']):.0f} trial-s, "
-                    f"promoted val {p.get('val_f1') or 0:.4f} (SE {p.get('val_se') or 0:.4f}) "
-                    f"test {p.get('test_f1') or 0:.4f}, {run['wall_s']:.0f} s, {run['errors']} errors")
-            done = args.seeds[: args.seeds.index(seed) + 1]
-            path = write_results("search_efficiency", {**params, "seeds_done": done},
-                                 {**analyse(runs, done, args.target), "runs": [event_columns(r) for r in runs]},
-                                 REPO / ".bench", started,
-                                 variant=variant + "-partial")
-            log(f"seed {seed} done ({time.time() - started:.0f} s): partial results in {path}")
+                loaded = seed
+            log(f"seed {seed}: {arm} ({args.trials} trials x <= {args.epochs} epochs)")
+            prior_path = storage / "priors" / f"{PRIOR_ARM}-seed{prior}" if prior is not None else None
+            run = run_arm(arm, seed, args, space, data, dataset, storage, pretrained, prior_path)
+            runs.append(run)
+            p = run["promoted"] or {}
+            log(f"seed {seed}: {arm}: {len(run['events'])} trial-epochs, {spent_s(run['events']):.0f} trial-s, "
+                f"promoted val {p.get('val_f1') or 0:.4f} (SE {p.get('val_se') or 0:.4f}) "
+                f"test {p.get('test_f1') or 0:.4f}, {run['wall_s']:.0f} s, {run['errors']} errors")
+            if k + 1 == len(todo) or todo[k + 1][0] != seed:
+                path = write_results("search_efficiency", {**params, "seeds_done": sorted({r["seed"] for r in runs})},
+                                     results(), REPO / ".bench", started, variant=variant + "-partial")
+                log(f"seed {seed} done ({time.time() - started:.0f} s): partial results in {path}")
     finally:
-        ray.shutdown()
+        if todo:
+            ray.shutdown()
         if not args.keep:
             shutil.rmtree(storage, ignore_errors=True)
 
-    analysis = analyse(runs, args.seeds, args.target)
-    print_tables(analysis)
+    final = results()
+    print_tables(final)
     wall = time.time() - started
     print(f"wall {wall / 60:.1f} min" + (f" (estimated {est / 60:.1f} min)" if est else ""))
-    path = write_results("search_efficiency", params, {**analysis, "runs": [event_columns(r) for r in runs]},
-                         args.results_dir, started,
-                         variant=variant)
+    path = write_results("search_efficiency", params, final, args.results_dir, started, variant=variant)
     print(f"wrote {path}")
-    return analysis
+    return final
+
+
+def other_se(target_se: float) -> float:
+    """The target rule each JSON also reports: 1 SE when the run's own is 0, else 0 (random search's best itself)."""
+    return 1.0 if target_se == 0 else 0.0
 
 
 if __name__ == "__main__":

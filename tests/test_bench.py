@@ -154,7 +154,48 @@ def test_arms_flag_and_results_file_names():
     assert se.variant_of(se.parse_args([])) == "screen"
     assert se.variant_of(se.parse_args(["--part", "confirm"])) == "confirm"
     assert se.variant_of(se.parse_args(["--seeds", "0", "--trials", "4"])) == "screen-seeds0-trials4"
-    assert se.parse_args(["--part", "confirm"]).seeds == list(range(5, 15))
+    confirm = se.parse_args(["--part", "confirm"])
+    assert confirm.seeds == [5, 6, 7, 8, 9] and confirm.target_se == 0.0  # pooled with the screen's 0-4
+    assert se.parse_args([]).target_se == 1.0
+    assert se.variant_of(se.parse_args(["--part", "confirm", "--reuse", "a.json"])) == "confirm"
+
+
+def test_the_confirmations_target_is_random_searchs_best_itself_and_each_json_reports_the_other_rule():
+    runs = [run("random_fifo", 0, [0.1, 0.2, 0.3, 0.5, 0.6, 0.4], val_se=0.05), run("tpe_asha", 0, [0.3, 0.56, 0.2])]
+    assert se.analyse(runs, [0], target_se=1.0)["per_seed"][0]["arms"]["tpe_asha"]["to_target"] == 2
+    strict = se.analyse(runs, [0], target_se=0.0)["per_seed"][0]
+    assert strict["target"] == pytest.approx(0.6) and strict["arms"]["tpe_asha"]["miss"]
+    assert se.other_se(0.0) == 1.0 and se.other_se(1.0) == 0.0
+    assert se.analyse(runs, [1])["per_seed"] == []  # runs of other seeds are left out
+
+
+def test_a_warm_arm_starts_from_the_previous_seeds_tpe_search_and_is_timed_to_the_cold_ones_best():
+    order = se.warm_order(["tpe_asha", "tpe_warm", "random_fifo"], [5, 6, 7])
+    assert order == [(5, "tpe_asha", None), (5, "random_fifo", None),
+                     (6, "tpe_asha", None), (6, "tpe_warm", 5), (6, "random_fifo", None),
+                     (7, "tpe_asha", None), (7, "tpe_warm", 6), (7, "random_fifo", None),
+                     (5, "tpe_warm", 7)]  # the first seed's prior is the last seed's search: it runs at the end
+    with pytest.raises(SystemExit, match="two seeds"):
+        se.warm_order(["tpe_asha", "tpe_warm"], [5])
+    cold = run("tpe_asha", 0, [0.1, 0.2, 0.3, 0.6, 0.5, 0.4])  # its best, 0.6, at its 4th trial-epoch
+    warm = {**run("tpe_warm", 0, [0.3, 0.6, 0.2]), "warm_start": {"prior": "tpe_asha-seed9", "added": 44}}
+    runs = [cold, warm, run("random_fifo", 0, [0.1, 0.2, 0.3, 0.5, 0.6, 0.4])]
+    figures = se.analyse(runs, [0])["per_seed"][0]["warm_start"]["tpe_warm"]
+    assert (figures["cold_to_best"], figures["warm_to_cold_best"], figures["added"]) == (4, 2, 44)
+    assert figures["log2_warm_over_cold"] == pytest.approx(-1.0)  # half the trial-epochs
+    missed = se.warm_figures(cold, {**warm, "events": warm["events"][:1]}, budget=6)
+    assert missed["miss"] and missed["log2_warm_over_cold"] == pytest.approx(math.log2(se.MISS_RATIO / (4 / 6)))
+
+
+def test_reuse_reads_back_runs_of_the_same_sizes_and_refuses_others(tmp_path):
+    params = {"trials": 3, "epochs": 2, "n_images": 600, "concurrency": 2, "grace_period": 1,
+              "space_fingerprint": "abc", "gpu": False}
+    runs = [run("random_fifo", 0, [0.1, 0.5]), run("tpe_asha", 0, [0.4])]
+    f = tmp_path / "screen.json"
+    f.write_text(json.dumps({"parameters": params, "results": {"runs": [se.event_columns(r) for r in runs]}}))
+    assert se.reused_runs([str(f)], params) == json.loads(json.dumps(runs))
+    with pytest.raises(SystemExit, match="other trials, epochs"):
+        se.reused_runs([str(f)], {**params, "trials": 44, "epochs": 6})
 
 
 def test_variant_name_lists_the_options_that_differ_from_the_defaults():

@@ -9,6 +9,8 @@ search when any trial reports PRIMARY_METRIC >= target; `plateau` ends it after 
 completed trials (finished or stopped by ASHA) in a row that did not raise the best score
 so far. `reason` says which one fired, for the summary, the record and the parent run.
 A resumed search counts its plateau afresh from the trials it runs.
+`completed` holds the trials that completed before the stopper fired: the trials still running
+then were ended by it, not by ASHA (the summary counts the two apart).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class SearchStopper(Stopper, Callback):
         self.plateau = plateau
         self.reason = ""
         """why the search ended early ('' while it has not)"""
+        self.completed: set[str] = set()
+        """trials that completed before `reason` was set"""
         self._trial_best: dict[str, float] = {}
         self._best = float("-inf")
         self._without_new_best = 0
@@ -47,6 +51,8 @@ class SearchStopper(Stopper, Callback):
     # ---- Callback ---------------------------------------------------------------------------------
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if not self.reason:
+            self.completed.add(trial.trial_id)
         if self.plateau is None:
             return
         best = self._trial_best.get(trial.trial_id, float("-inf"))

@@ -65,6 +65,8 @@ class SearchResult:
     """every trial that reported, best first (top holds the first 5)"""
     stopped_early: int = 0
     """trials ASHA stopped before the last epoch"""
+    ended_by_stop: int = 0
+    """trials still running when --target or --plateau ended the search"""
     asha_rungs: list[int] = field(default_factory=list)
     """the epochs at which ASHA could stop a trial ([]: the budget left it none)"""
 
@@ -437,13 +439,16 @@ def _finish(tuner, record: SearchRecord, tracker, stopper, started: float) -> Se
     summary = summarize(results)
     epochs, grace = record.options.get("epochs", 0), record.options.get("grace_period", 1)
     summary.asha_rungs = asha_rungs(epochs, grace)
-    summary.stopped_early = sum(1 for row in summary.all_rows if row["epochs"] < epochs)
+    short_rows = [row for row in summary.all_rows if row["epochs"] < epochs]
+    summary.stop_reason = stopper.reason if stopper is not None else ""
+    if summary.stop_reason:  # the trials running when the stopper fired were ended by it, not by ASHA
+        summary.ended_by_stop = sum(1 for row in short_rows if row["trial_id"] not in stopper.completed)
+    summary.stopped_early = len(short_rows) - summary.ended_by_stop
     # Tune returns normally after Ctrl-C (it saves its state first). Interrupted: a trial neither finished
     # nor failed, or fewer trials than asked for while the time budget (if any) was not used up.
     unfinished = len(results) - results.num_terminated - results.num_errors
     budget_s = (record.options.get("time_budget_min") or 0) * 60
     short = len(results) < record.options.get("trials", 0) and (not budget_s or time.time() - started < budget_s)
-    summary.stop_reason = stopper.reason if stopper is not None else ""
     summary.interrupted = unfinished > 0 or (short and not summary.stop_reason)
     record.status = "interrupted" if summary.interrupted else "finished"
     record.finished, record.trials_done = time.strftime("%Y-%m-%dT%H:%M:%S"), summary.trials
@@ -457,6 +462,9 @@ def _finish(tuner, record: SearchRecord, tracker, stopper, started: float) -> Se
         summary.parent_run_id, summary.tracking_uri = tracker.parent_run_id, tracker.tracking_uri
         if summary.stop_reason and tracker.parent_run_id:
             tracker.client.set_tag(tracker.parent_run_id, "labeltune.stop_reason", summary.stop_reason)
+            # the tracker counted every short trial as ASHA's; the ones the stopper ended were not
+            tracker.client.set_tag(tracker.parent_run_id, "labeltune.trials_stopped_early", str(summary.stopped_early))
+            tracker.client.set_tag(tracker.parent_run_id, "labeltune.trials_ended_by_stop", str(summary.ended_by_stop))
         if tracker.parent_run_id:
             try:  # importance, history, budget: an extra on the parent run, never a failed search
                 from search.report import log_to_run

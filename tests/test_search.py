@@ -195,6 +195,8 @@ def test_target_ends_the_search_and_says_why(tmp_path, ray_address, synth_dir, l
     proc = run_cli("search", "--data", str(synth_dir), "--space", str(space), "--trials", "8", "--epochs", "2",
                    "--concurrency", "1", "--target", "0.01", "--name", "t1", "--address", ray_address, "--no-track")
     assert "ended before its budget: target reached" in proc.stdout
+    # the trial the target ended at its first epoch was not stopped by ASHA
+    assert "running trials ended with it)" in proc.stdout and "ASHA stopped 0 of" in proc.stdout
     record = json.loads((labeltune_home / "runs" / "t1" / "labeltune_search.json").read_text())
     assert record["status"] == "finished" and record["stop_reason"].startswith("target reached")
     assert record["trials_done"] < 8

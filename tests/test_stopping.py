@@ -33,6 +33,15 @@ def test_plateau_counts_completed_trials_without_a_new_best():
     assert stopper.stop_all() and stopper.reason.startswith("plateau: 2 completed trials") and "best 0.6000" in stopper.reason
 
 
+def test_the_trials_running_when_the_stopper_fires_are_not_asha_s():
+    stopper = SearchStopper(target=0.7)
+    finish(stopper, "a", [0.3])           # completed before: ASHA stopped or finished it
+    stopper("b", {PRIMARY_METRIC: 0.2})   # b and c still run when c reaches the target
+    finish(stopper, "c", [0.75])
+    stopper.on_trial_complete(0, [], types.SimpleNamespace(trial_id="b"))
+    assert stopper.completed == {"a"}
+
+
 def test_no_rule_never_stops():
     stopper = SearchStopper()
     for k in range(5):

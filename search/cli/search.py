@@ -50,7 +50,8 @@ def print_summary(result) -> None:
 
     click.echo(f"\nsearch {result.name}: {result.trials} trials ({result.errored} failed), stored in {result.path}")
     if result.stop_reason:
-        click.echo(f"ended before its budget: {result.stop_reason}")
+        click.echo(f"ended before its budget: {result.stop_reason}"
+                   + (f" ({result.ended_by_stop} running trials ended with it)" if result.ended_by_stop else ""))
     if result.asha_rungs:
         click.echo(f"ASHA stopped {result.stopped_early} of {len(result.all_rows)} trials early "
                    f"(rungs at epoch {', '.join(map(str, result.asha_rungs))})")

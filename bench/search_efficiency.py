@@ -12,6 +12,8 @@ Levers (`--arms` adds them; each is tpe_asha with one thing changed; the TPE and
 from copy build_tuner's of 2026-12-01):
   tpe_startup4   TPESampler(n_startup_trials=4);    tpe_univariate  TPESampler(multivariate=False, group=False);
   asha_rf2       ASHA reduction_factor 2;           asha_grace2     ASHA grace_period 2;
+  tpe_pruned     ASHA-stopped trials reach Optuna as PRUNED with their intermediate values (Optuna's own model:
+                 ranked below every finished trial), not COMPLETE with their last score as OptunaSearch tells them;
   tpe_points     points_to_evaluate on (FROZEN_CPU_SPACE holds none of their pretrained backbones, so on the
                  CPU this arm is tpe_asha again: parameters.baseline_points says how many points there were).
 Warm start (issue 14, item 4):
@@ -191,6 +193,8 @@ class Arm:
     """points_to_evaluate on (build_tuner's baseline_points)"""
     warm: bool = False
     """the study starts with the finished trials of the tpe_asha search on the run's previous seed"""
+    pruned: bool = False
+    """trials ASHA stopped reach Optuna as PRUNED with their intermediate values (build_tuner's tell_pruned)"""
 
 
 ARMS = {
@@ -203,6 +207,7 @@ ARMS = {
     "asha_grace2": Arm("tpe_asha, ASHA grace period 2", asha={"grace_period": 2}),
     "tpe_points": Arm("tpe_asha with points_to_evaluate", points=True),
     "tpe_warm": Arm("tpe_asha warm-started from the previous seed's tpe_asha search", warm=True),
+    "tpe_pruned": Arm("tpe_asha, ASHA-stopped trials told to Optuna as PRUNED", pruned=True),
 }
 PRIOR_ARM = "tpe_asha"
 """the arm whose kept study a warm arm starts from (on another seed), and whose final best it must reach"""
@@ -222,7 +227,7 @@ def asha_settings(opts: SearchOptions) -> dict:
 
 def tuner_kwargs(arm: Arm, opts: SearchOptions) -> dict:
     """build_tuner's keyword arguments for `arm`: only what the arm changes is passed."""
-    kwargs: dict = {"baseline_points": arm.points}
+    kwargs: dict = {"baseline_points": arm.points, **({"tell_pruned": True} if arm.pruned else {})}
     if arm.sampler == "random":
         from optuna.samplers import RandomSampler
 

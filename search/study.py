@@ -36,7 +36,17 @@ def study_storage(search_path: Path):
 
 
 class KeptOptunaSearch(OptunaSearch):
-    """OptunaSearch that labels each Optuna trial with the Tune trial it became."""
+    """OptunaSearch that labels each Optuna trial with the Tune trial it became.
+
+    `pruned_below=N`: a trial that ends (without error) before epoch N, stopped by ASHA, is told to
+    Optuna as PRUNED, its intermediate values kept; TPE then ranks it below every finished trial,
+    pruned ones by how far they got (Optuna's own model of pruning). Without it, as OptunaSearch
+    does, it is COMPLETE with its last score. bench/search_efficiency.py's tpe_pruned arm measures it.
+    """
+
+    def __init__(self, *args, pruned_below: int | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.pruned_below = pruned_below
 
     def suggest(self, trial_id: str):
         new = trial_id not in self._ot_trials
@@ -44,6 +54,19 @@ class KeptOptunaSearch(OptunaSearch):
         if new and trial_id in self._ot_trials:
             self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
         return config
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        epochs = (result or {}).get("training_iteration")
+        if (self.pruned_below is None or error or epochs is None or int(epochs) >= self.pruned_below
+                or trial_id not in self._ot_trials or trial_id in self._completed_trials):
+            return super().on_trial_complete(trial_id, result, error)
+        from optuna.trial import TrialState
+
+        try:
+            self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+        except Exception as exc:  # noqa: BLE001  (as OptunaSearch: a refused tell is a warning, not a dead search)
+            log.warning("Optuna refused trial %s as PRUNED: %s", trial_id, exc)
+        self._completed_trials.add(trial_id)
 
 
 def fail_zombies(search_path: Path, study_name: str, known_trial_ids: set[str]) -> int:

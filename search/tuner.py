@@ -221,13 +221,15 @@ def search_baselines(data, split_seed: int) -> tuple[str, dict]:
 
 
 def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks: list, restore_path: Path | None = None, *,
-                sampler=None, scheduler=None, baseline_points: bool = True, stop=None, keep_study: bool = True):
+                sampler=None, scheduler=None, baseline_points: bool = True, stop=None, keep_study: bool = True,
+                tell_pruned: bool = False):
     """The Tuner: OptunaSearch (TPE) + ASHA + per-model resources + checkpoints scored by PRIMARY_METRIC.
 
     `sampler` (an optuna sampler), `scheduler` (a Tune scheduler) and `baseline_points=False`
     replace TPE, ASHA and the space's baseline points: bench/search_efficiency.py's random arms
     are this Tuner with only those swapped. `stop`: a Tune Stopper (search.stopping.SearchStopper).
     `keep_study`: the Optuna study lives in the search folder (search/study.py), not in memory.
+    `tell_pruned`: trials ASHA stopped reach Optuna as PRUNED, not COMPLETE (KeptOptunaSearch).
     """
     from optuna.samplers import TPESampler
     from ray import tune
@@ -258,6 +260,7 @@ def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks
         metric=PRIMARY_METRIC, mode=PRIMARY_MODE,  # a define-by-run space leaves Tune's param_space empty
         points_to_evaluate=points or None, sampler=sampler,
         study_name=record.name if keep_study else None, storage=study_storage(record.path) if keep_study else None,
+        pruned_below=opts.epochs if tell_pruned else None,
     )
     # Tune keeps only one trial pending for a custom searcher: without a limiter, trials would start
     # one at a time. The limiter also makes TPE wait for results instead of proposing blindly.

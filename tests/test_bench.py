@@ -134,6 +134,7 @@ def test_each_lever_arm_is_tpe_asha_with_one_thing_changed():
     opts = SearchOptions(data="d", space="s", trials=36, epochs=6, seed=3)
     assert se.tuner_kwargs(se.ARMS["tpe_asha"], opts) == {"baseline_points": False}  # build_tuner's own TPE + ASHA
     assert se.tuner_kwargs(se.ARMS["tpe_points"], opts) == {"baseline_points": True}
+    assert se.tuner_kwargs(se.ARMS["tpe_pruned"], opts) == {"baseline_points": False, "tell_pruned": True}
     assert isinstance(se.tuner_kwargs(se.ARMS["random_asha"], opts)["sampler"], RandomSampler)
     fifo = se.tuner_kwargs(se.ARMS["random_fifo"], opts)
     assert isinstance(fifo["sampler"], RandomSampler) and isinstance(fifo["scheduler"], FIFOScheduler)

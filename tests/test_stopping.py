@@ -71,3 +71,30 @@ def test_warm_start_adds_the_trials_that_fit_the_new_space_with_its_distribution
     added = new.get_trials()
     assert sorted(t.value for t in added) == [0.5, 0.6] and all(t.user_attrs["warm_start_from"] == "old" for t in added)
     assert all(t.distributions["model"] == optuna.distributions.CategoricalDistribution(["cnn5", "cnn4"]) for t in added)
+
+
+def test_pruned_below_tells_optuna_the_trials_asha_stopped_as_pruned_with_their_intermediate_values():
+    import optuna
+    from optuna.trial import TrialState
+
+    from search.study import KeptOptunaSearch
+
+    def space(trial):
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+
+    results = {"stopped": [0.3], "finished": [0.2, 0.4, 0.5], "failed": [0.1]}
+    states = {}
+    for pruned_below in (3, None):
+        search = KeptOptunaSearch(space=space, metric=PRIMARY_METRIC, mode="max", pruned_below=pruned_below,
+                                  sampler=optuna.samplers.RandomSampler(seed=0))
+        for trial_id, scores in results.items():
+            search.suggest(trial_id)
+            for epoch, score in enumerate(scores, start=1):
+                search.on_trial_result(trial_id, {PRIMARY_METRIC: score, "training_iteration": epoch})
+            last = {PRIMARY_METRIC: scores[-1], "training_iteration": len(scores)}
+            search.on_trial_complete(trial_id, last, error=trial_id == "failed")
+        trials = search._ot_study.get_trials()
+        states[pruned_below] = [(t.state, t.value, t.user_attrs["tune_trial_id"]) for t in trials]
+    assert states[3] == [(TrialState.PRUNED, 0.3, "stopped"), (TrialState.COMPLETE, 0.5, "finished"),
+                         (TrialState.COMPLETE, 0.1, "failed")]  # a result with an error: OptunaSearch's own rule
+    assert states[None][0][:2] == (TrialState.COMPLETE, 0.3)  # OptunaSearch's: the last score, COMPLETE

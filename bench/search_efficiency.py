@@ -12,6 +12,8 @@ Levers (`--arms` adds them; each is tpe_asha with one thing changed; the TPE and
 from copy build_tuner's of 2026-12-01):
   tpe_startup4   TPESampler(n_startup_trials=4);    tpe_univariate  TPESampler(multivariate=False, group=False);
   asha_rf2       ASHA reduction_factor 2;           asha_grace2     ASHA grace_period 2;
+  tpe_no_liar    TPESampler(constant_liar=False): a control (on by default in Optuna 5, it keeps two running
+                 trials from being proposed the same point);
   tpe_pruned     ASHA-stopped trials reach Optuna as PRUNED with their intermediate values (Optuna's own model:
                  ranked below every finished trial), not COMPLETE with their last score as OptunaSearch tells them;
   tpe_points     points_to_evaluate on (FROZEN_CPU_SPACE holds none of their pretrained backbones, so on the
@@ -203,6 +205,8 @@ ARMS = {
     "random_fifo": Arm("RandomSampler, no early stopping (the reference)", sampler="random", scheduler="fifo"),
     "tpe_startup4": Arm("tpe_asha, TPE with 4 random start-up trials", tpe={"n_startup_trials": 4}),
     "tpe_univariate": Arm("tpe_asha, univariate TPE", tpe={"multivariate": False, "group": False}),
+    "tpe_no_liar": Arm("tpe_asha, TPE without constant_liar (a control: Optuna 5 has it on)",
+                       tpe={"constant_liar": False}),
     "asha_rf2": Arm("tpe_asha, ASHA reduction factor 2", asha={"reduction_factor": 2}),
     "asha_grace2": Arm("tpe_asha, ASHA grace period 2", asha={"grace_period": 2}),
     "tpe_points": Arm("tpe_asha with points_to_evaluate", points=True),

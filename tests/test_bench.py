@@ -141,6 +141,8 @@ def test_each_lever_arm_is_tpe_asha_with_one_thing_changed():
     startup = se.tuner_kwargs(se.ARMS["tpe_startup4"], opts)["sampler"]
     assert isinstance(startup, TPESampler) and startup._n_startup_trials == 4 and startup._multivariate
     assert not se.tuner_kwargs(se.ARMS["tpe_univariate"], opts)["sampler"]._multivariate
+    assert not se.tuner_kwargs(se.ARMS["tpe_no_liar"], opts)["sampler"]._constant_liar
+    assert se.tuner_kwargs(se.ARMS["tpe_startup4"], opts)["sampler"]._constant_liar  # Optuna 5's default
     rf2 = se.tuner_kwargs(se.ARMS["asha_rf2"], opts)["scheduler"]
     assert isinstance(rf2, ASHAScheduler) and rf2._reduction_factor == 2 and rf2._max_t == 6
     assert se.expected_trial_epochs("random_fifo", 36, 6, 1) == 216

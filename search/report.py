@@ -433,12 +433,12 @@ def plot_parallel(report: SearchReport, path: Path) -> Path:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    from trainable.plots import _figure, _save
+    from trainable.plots import new_figure, save_figure
 
     axes = parallel_axes(report.record.space)
     scored = sorted((t for t in report.trials if t.best is not None), key=lambda t: t.best,
                     reverse=PRIMARY_MODE != "max")
-    fig = _figure(max(8.0, 1.4 * len(axes)), 5)
+    fig = new_figure(max(8.0, 1.4 * len(axes)), 5)
     ax = fig.subplots()
     cmap = colormaps["viridis"]
     bests = [t.best for t in scored] or [0.0, 1.0]
@@ -456,14 +456,14 @@ def plot_parallel(report: SearchReport, path: Path) -> Path:
     ax.set_ylim(-0.05, 1.05)
     ax.set_title(f"{report.record.name}: {len(scored)} trials; gaps: the parameter does not apply")
     fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label=f"best {PRIMARY_METRIC}")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_history(report: SearchReport, path: Path) -> Path:
     """Every epoch's score and the best so far against trial-epochs spent, with the no-learning baseline."""
-    from trainable.plots import _figure, _save
+    from trainable.plots import new_figure, save_figure
 
-    fig = _figure(8, 4.5)
+    fig = new_figure(8, 4.5)
     ax = fig.subplots()
     if report.history:
         spent, scores, best, _ = zip(*report.history)
@@ -477,14 +477,14 @@ def plot_history(report: SearchReport, path: Path) -> Path:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_importance(report: SearchReport, path: Path) -> Path:
-    from trainable.plots import _figure, _save
+    from trainable.plots import new_figure, save_figure
 
     names, values = list(report.importance.values), list(report.importance.values.values())
-    fig = _figure(7, 1.2 + 0.35 * len(names))
+    fig = new_figure(7, 1.2 + 0.35 * len(names))
     ax = fig.subplots()
     ax.barh(range(len(names)), values, color="tab:blue")
     ax.set_yticks(range(len(names)), names)
@@ -492,7 +492,7 @@ def plot_importance(report: SearchReport, path: Path) -> Path:
     ax.set_xlabel("PED-ANOVA importance (sums to 1)")
     ax.set_title(f"what puts a trial in the top {IMPORTANCE_QUANTILE:.0%} at epoch {report.rung} "
                  f"({report.importance.trials} trials)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ---- files and MLflow ----------------------------------------------------------

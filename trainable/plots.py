@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
+    """A matplotlib Figure of width x height inches on its own Agg canvas: no pyplot, no global state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -27,7 +28,8 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
-def _save(fig: Any, path: str | os.PathLike) -> Path:
+def save_figure(fig: Any, path: str | os.PathLike) -> Path:
+    """Write `fig` as a PNG to `path` (its folder created) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
@@ -38,7 +40,7 @@ def plot_curves(history: list[dict], path: str | os.PathLike) -> Path:
     """Loss (train/loss, val/loss) and F1 (val/micro_f1, val/macro_f1) against the epoch; absent keys are skipped."""
     from matplotlib.ticker import MaxNLocator
 
-    fig = _figure(10, 4)
+    fig = new_figure(10, 4)
     ax_loss, ax_f1 = fig.subplots(1, 2)
     for ax, keys, ylabel, title in (
         (ax_loss, ("train/loss", "val/loss"), "loss (mean per image)", "Loss"),
@@ -57,13 +59,13 @@ def plot_curves(history: list[dict], path: str | os.PathLike) -> Path:
         if ax.has_data():
             ax.legend()
     ax_f1.set_ylim(0, 1)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_label_f1(metrics: dict, labels: list[str], path: str | os.PathLike, prefix: str = "val") -> Path:
     """Horizontal bars of each label's F1, with the micro and macro F1 as vertical lines."""
     f1 = [float(metrics.get(f"{prefix}/f1/{label}", 0.0)) for label in labels]
-    fig = _figure(7, 1.0 + 0.35 * len(labels))
+    fig = new_figure(7, 1.0 + 0.35 * len(labels))
     ax = fig.subplots()
     ys = range(len(labels))
     ax.barh(ys, f1, color="tab:blue")
@@ -81,14 +83,14 @@ def plot_label_f1(metrics: dict, labels: list[str], path: str | os.PathLike, pre
     ax.set_title(f"F1 per label ({prefix})")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion_grid(metrics: dict, labels: list[str], path: str | os.PathLike, prefix: str = "val") -> Path:
     """One 2x2 confusion matrix per label (rows: true 0/1, columns: predicted 0/1) from `<prefix>/tp|fp|fn|tn/<label>`."""
     cols = max(1, math.ceil(math.sqrt(len(labels))))
     rows = max(1, math.ceil(len(labels) / cols))
-    fig = _figure(2.6 * cols, 2.6 * rows + 0.4)
+    fig = new_figure(2.6 * cols, 2.6 * rows + 0.4)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, label in zip(axes, labels):
         counts = [[int(metrics.get(f"{prefix}/{k}/{label}", 0)) for k in row] for row in (("tn", "fp"), ("fn", "tp"))]
@@ -107,4 +109,4 @@ def plot_confusion_grid(metrics: dict, labels: list[str], path: str | os.PathLik
     for ax in axes[len(labels):]:
         ax.axis("off")
     fig.suptitle(f"Confusion matrix per label ({prefix})")
-    return _save(fig, path)
+    return save_figure(fig, path)

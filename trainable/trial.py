@@ -88,20 +88,23 @@ def replay_checkpoints(trial_dir: Path, start: dict | None, report: Callable[[di
     run of epochs is replayed; a checkpoint cut short by the kill ends the run.
     """
     done = start["epoch"] if start is not None else 0
-    on_disk = {}
+    on_disk = {}  # epoch -> (folder, metrics): one checkpoint's weights in memory at a time, not every epoch's
     for folder in trial_dir.glob("checkpoint_*"):
         try:
             ckpt = ckpt_io.load(folder / CHECKPOINT_FILE)
         except ckpt_io.CheckpointError:
             continue  # missing or half written
-        on_disk[int(ckpt["epoch"])] = (folder, ckpt)
+        on_disk[int(ckpt["epoch"])] = (folder, dict(ckpt["metrics"]))
+        del ckpt
     while done + 1 in on_disk:
-        folder, ckpt = on_disk[done + 1]
+        folder, metrics = on_disk[done + 1]
         with tempfile.TemporaryDirectory(prefix="labeltune-replay-") as tmp:
             shutil.copy2(folder / CHECKPOINT_FILE, Path(tmp) / CHECKPOINT_FILE)  # Tune may write over `folder`
-            report(dict(ckpt["metrics"]), Path(tmp))
+            if done + 2 not in on_disk:  # the last one replayed: the trial goes on from it
+                start = ckpt_io.load(Path(tmp) / CHECKPOINT_FILE)
+            report(metrics, Path(tmp))
         log.info("epoch %d replayed from %s", done + 1, folder)
-        start, done = ckpt, done + 1
+        done += 1
     return start
 
 

@@ -614,14 +614,14 @@ def expected_trial_epochs(arm: str, trials: int, epochs: int, grace: int) -> flo
     return ASHA_ASYNC * asha_expected_epochs(trials, epochs, grace, spec.asha.get("reduction_factor", 3))
 
 
-def estimate_s(args, epoch_s: float, report_s: float = 0.3, start_s: float = 1.0, init_s: float = 15.0,
-               search_s: float = 15.0, score_s: float = 3.0) -> float:
-    """ray.init + per seed and arm: a search's fixed cost (new worker processes import torch: ~15 s on 2 cores)
-    + (trial-epochs x (epoch + report) + trials x start-up) / concurrency + scoring the promoted checkpoint."""
-    per_seed = sum(search_s + score_s + (expected_trial_epochs(arm, args.trials, args.epochs, args.grace_period)
-                                         * (epoch_s + report_s) + args.trials * start_s) / max(1, args.concurrency or 1)
-                   for arm in args.arms)
-    return init_s + len(args.seeds) * per_seed
+def estimate_s(args, epoch_s: float, arms: list[str], report_s: float = 0.3, start_s: float = 1.0,
+               init_s: float = 15.0, search_s: float = 15.0, score_s: float = 3.0) -> float:
+    """ray.init + per search to run (`arms`, one entry per seed and arm): its fixed cost (new worker processes
+    import torch: ~15 s on 2 cores) + (trial-epochs x (epoch + report) + trials x start-up) / concurrency +
+    scoring the promoted checkpoint."""
+    return init_s + sum(search_s + score_s + (expected_trial_epochs(arm, args.trials, args.epochs, args.grace_period)
+                                              * (epoch_s + report_s) + args.trials * start_s)
+                        / max(1, args.concurrency or 1) for arm in arms)
 
 
 # ---- the run ----------------------------------------------------------------------------
@@ -676,6 +676,10 @@ def variant_of(args) -> str:
     return args.part + ("-" + rest if rest else "")
 
 
+def ratio_text(ratio: float | None) -> str:
+    return "-" if ratio is None else "inf" if ratio == math.inf else f"{ratio:.3f}"
+
+
 def print_tables(analysis: dict) -> None:
     rows = [{"seed": row["seed"], "arm": arm, "target": row["target"], **a,
              **({"ratio": "miss", "ratio_s": "miss"} if a["miss"] else {})}
@@ -711,6 +715,16 @@ def print_tables(analysis: dict) -> None:
               + (f"{i['mean']:+.2f} [{i['low']:+.2f}, {i['high']:+.2f}]" if i["mean"] is not None else "-"))
     if analysis["verdict"]:
         print("verdict:", {k: v for k, v in analysis["verdict"].items() if k != "goal"})
+    other = analysis.get("other_target")
+    if other:
+        print("at the other target rule (results.other_target): median ratio "
+              + ", ".join(f"{arm} {ratio_text(s['median_ratio'])} ({s['misses']} misses)"
+                        for arm, s in other["summary"].items()))
+        log2 = other["comparisons"].get("tpe_asha - random_asha", {}).get("log2_ratio")
+        if log2 and log2["mean"] is not None:
+            print(f"  tpe_asha - random_asha log2 ratio {log2['mean']:+.3f} [{log2['low']:+.3f}, {log2['high']:+.3f}]")
+        if other["verdict"]:
+            print("  verdict:", {k: v for k, v in other["verdict"].items() if k != "goal"})
 
 
 def reused_runs(files: list[str], params: dict) -> list[dict]:
@@ -758,23 +772,9 @@ def main(argv=None) -> dict:
     space = make_space(args.gpu)
     pretrained = pretrained_available()  # efficientnet_lite0 only with its weights package
     n_points = len(spaces.points_to_evaluate(space, tuple(pretrained)))
-    roots = {seed: synth_dataset(args.n_images, seed) for seed in args.seeds}  # written once, reused
-    dataset, data = load_trial_data(str(roots[args.seeds[0]]), 0, False)  # labeltune's own driver-side load + decode
-    est = None
-    if not args.gpu and not args.no_estimate:
-        epoch_s = calibrate_epoch_s(space, dataset, data.images, cpus_per_trial=1)
-        est = estimate_s(args, epoch_s)
-        log(f"calibration: one trial epoch ~{epoch_s:.2f} s -> expected wall of this run ~{est / 60:.1f} min "
-            f"({len(args.seeds)} seeds x {len(args.arms)} arms x {args.trials} trials x <= {args.epochs} epochs, "
-            f"{args.concurrency} at a time; ASHA arms counted at {ASHA_ASYNC}x their rung arithmetic)")
-    else:
-        total = len(args.seeds) * sum(expected_trial_epochs(a, args.trials, args.epochs, args.grace_period)
-                                      for a in args.arms)
-        log(f"expected ~{total:.0f} trial-epochs in all; at 2-6 s each (20k images), 4 at a time: "
-            f"~{total * 2 / 4 / 60:.0f}-{total * 6 / 4 / 60:.0f} min")
     variant = variant_of(args)
     params = {**vars(args), "space": space, "space_fingerprint": spaces.fingerprint(space, {}),
-              "pretrained_models": list(pretrained), "baseline_points": n_points, "estimated_s": est,
+              "pretrained_models": list(pretrained), "baseline_points": n_points, "estimated_s": None,
               "arms_built": {a: dataclasses.asdict(ARMS[a]) for a in args.arms},
               "target_rule": (f"fixed {args.target}" if args.target is not None else
                               f"random_fifo's best val/micro_f1 minus {args.target_se:g} x the bootstrap SE "
@@ -788,6 +788,22 @@ def main(argv=None) -> dict:
     todo = [(seed, arm, prior) for seed, arm, prior in warm_order(args.arms, args.seeds) if (seed, arm) not in have]
     if args.reuse:
         log(f"reused {len(runs)} runs from {', '.join(args.reuse)}; {len(todo)} to run")
+    est = None
+    if todo:  # a pure re-analysis of reused runs writes and decodes no data
+        roots = {seed: synth_dataset(args.n_images, seed) for seed in sorted({seed for seed, _, _ in todo})}
+        loaded = todo[0][0]
+        dataset, data = load_trial_data(str(roots[loaded]), 0, False)  # labeltune's own driver-side load + decode
+        arms_to_run = [arm for _, arm, _ in todo]
+        if not args.gpu and not args.no_estimate:
+            epoch_s = calibrate_epoch_s(space, dataset, data.images, cpus_per_trial=1)
+            params["estimated_s"] = est = estimate_s(args, epoch_s, arms_to_run)
+            log(f"calibration: one trial epoch ~{epoch_s:.2f} s -> expected wall of this run ~{est / 60:.1f} min "
+                f"({len(todo)} searches of {args.trials} trials x <= {args.epochs} epochs, {args.concurrency} at a "
+                f"time; ASHA arms counted at {ASHA_ASYNC}x their rung arithmetic)")
+        else:
+            total = sum(expected_trial_epochs(a, args.trials, args.epochs, args.grace_period) for a in arms_to_run)
+            log(f"expected ~{total:.0f} trial-epochs in all; at 2-6 s each (20k images), 4 at a time: "
+                f"~{total * 2 / 4 / 60:.0f}-{total * 6 / 4 / 60:.0f} min")
 
     def results() -> dict:
         done = sorted({r["seed"] for r in runs})
@@ -801,7 +817,6 @@ def main(argv=None) -> dict:
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # as init_ray
         ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  object_store_memory=max(300 * 2**20, 4 * data.images.nbytes))
-    loaded = args.seeds[0]
     try:
         for k, (seed, arm, prior) in enumerate(todo):
             if seed != loaded:

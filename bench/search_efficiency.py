@@ -487,9 +487,26 @@ def warm_figures(cold: dict, warm: dict, budget: int) -> dict:
                                                              if cold_ratio and warm_ratio is not None else None)}
 
 
-def analyse(runs: list[dict], seeds: list[int], fixed_target: float | None = None, target_se: float = 1.0) -> dict:
+def seed_baselines(n_images: int, seeds: list[int]) -> dict[int, dict]:
+    """Per seed, the no-learning baseline (trainable.baselines: the most frequent labels, fitted on the train
+    split) on that seed's val and test split: what every score in the table must beat. Reads annotations only."""
+    from search.tuner import search_baselines
+    from trainable import data as data_mod
+
+    out = {}
+    for seed in seeds:
+        dataset = data_mod.load(str(synth_dataset(n_images, seed)))
+        rule, figures = search_baselines(dataset, seed)
+        out[seed] = {"rule": rule, "val": figures.get(f"baseline/{PRIMARY_METRIC}"),
+                     "test": figures.get(f"baseline/{PRIMARY_METRIC.replace('val/', 'test/')}")}
+    return out
+
+
+def analyse(runs: list[dict], seeds: list[int], fixed_target: float | None = None, target_se: float = 1.0,
+            baselines: dict[int, dict] | None = None) -> dict:
     """The per-seed figures, the summary over seeds, the paired comparisons and the verdict; target: the
-    reference's best val/micro_f1 minus `target_se` of its bootstrap SEs (or `fixed_target`)."""
+    reference's best val/micro_f1 minus `target_se` of its bootstrap SEs (or `fixed_target`). `baselines`:
+    seed_baselines, shown next to each seed's scores."""
     runs = [r for r in runs if r["seed"] in seeds]
     arms = list(dict.fromkeys(r["arm"] for r in runs))
     per_seed = []
@@ -509,7 +526,7 @@ def analyse(runs: list[dict], seeds: list[int], fixed_target: float | None = Non
         equal = min(len(r["events"]) for arm, r in by_arm.items() if arm in BASE_ARMS)
         row = {"seed": seed, "target": target, "reference_best": ref_best, "reference_val_se": ref_se,
                "budget_trial_epochs": budget, "budget_trial_s": budget_s, "equal_budget": equal, "arms": {},
-               "rank_correlation": rank_correlation(ref)}
+               "rank_correlation": rank_correlation(ref), "baseline": (baselines or {}).get(seed)}
         for arm, r in by_arm.items():
             hit = first_reach(r["events"], target) if target is not None else None
             miss = target is not None and hit is None
@@ -579,8 +596,11 @@ def analyse(runs: list[dict], seeds: list[int], fixed_target: float | None = Non
                                                                    for r in rows])) if rows else None),
                      "log2_warm_over_cold": {**paired_interval([r["log2_warm_over_cold"] for r in rows]),
                                              "better": "lower"}}
+    based = [row["baseline"] for row in per_seed if row["baseline"]]
+    baseline = {"rule": based[0]["rule"], "mean_val": mean([b["val"] for b in based]),
+                "mean_test": mean([b["test"] for b in based])} if based else None
     return {"per_seed": per_seed, "summary": summary, "comparisons": comparisons,
-            "rank_correlation": correlation, "verdict": verdict, "warm_start": warm}
+            "rank_correlation": correlation, "verdict": verdict, "warm_start": warm, "baseline": baseline}
 
 
 # ---- time estimate ------------------------------------------------------------------------
@@ -681,10 +701,10 @@ def ratio_text(ratio: float | None) -> str:
 
 
 def print_tables(analysis: dict) -> None:
-    rows = [{"seed": row["seed"], "arm": arm, "target": row["target"], **a,
+    rows = [{"seed": row["seed"], "arm": arm, "target": row["target"], "base": (row.get("baseline") or {}).get("val"), **a,
              **({"ratio": "miss", "ratio_s": "miss"} if a["miss"] else {})}
             for row in analysis["per_seed"] for arm, a in row["arms"].items()]
-    print(table(rows, [("seed", "seed", ""), ("arm", "arm", ""), ("target", "target", ".4f"),
+    print(table(rows, [("seed", "seed", ""), ("arm", "arm", ""), ("base", "base val", ".4f"), ("target", "target", ".4f"),
                        ("trial_epochs", "trial-ep", ""), ("trial_s", "trial-s", ".0f"), ("to_target", "to target", ""),
                        ("ratio", "ratio", ".3f"), ("ratio_s", "ratio s", ".3f"), ("best", "best val", ".4f"),
                        ("best_at_budget", "best@B", ".4f"), ("promoted_val", "prom val", ".4f"),
@@ -708,6 +728,9 @@ def print_tables(analysis: dict) -> None:
     for rung, c in analysis["rank_correlation"].items():
         print(f"random_fifo: Spearman rho of val/micro_f1 at {rung} with the final epoch: median "
               f"{c['median_rho']:.2f} (min {c['min_rho']:.2f}, {c['seeds']} seeds)")
+    if analysis.get("baseline"):
+        b = analysis["baseline"]
+        print(f"no-learning baseline ({b['rule']}): mean val micro-F1 {b['mean_val']:.4f}, test {b['mean_test']:.4f}")
     for arm, w in analysis.get("warm_start", {}).items():
         i = w["log2_warm_over_cold"]
         print(f"{arm}: trial-epochs to the cold {PRIOR_ARM}'s final best: median {w['median_warm_to_cold_best']} "
@@ -805,9 +828,11 @@ def main(argv=None) -> dict:
             log(f"expected ~{total:.0f} trial-epochs in all; at 2-6 s each (20k images), 4 at a time: "
                 f"~{total * 2 / 4 / 60:.0f}-{total * 6 / 4 / 60:.0f} min")
 
+    baselines = seed_baselines(args.n_images, args.seeds)
+
     def results() -> dict:
         done = sorted({r["seed"] for r in runs})
-        return {**analyse(runs, done, args.target, args.target_se),
+        return {**analyse(runs, done, args.target, args.target_se, baselines),
                 "other_target": {k: v for k, v in analyse(runs, done, args.target, other_se(args.target_se)).items()
                                  if k in ("summary", "comparisons", "verdict")},
                 "runs": [event_columns(r) for r in runs]}

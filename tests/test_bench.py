@@ -170,6 +170,9 @@ def test_the_confirmations_target_is_random_searchs_best_itself_and_each_json_re
     assert strict["target"] == pytest.approx(0.6) and strict["arms"]["tpe_asha"]["miss"]
     assert se.other_se(0.0) == 1.0 and se.other_se(1.0) == 0.0
     assert se.analyse(runs, [1])["per_seed"] == []  # runs of other seeds are left out
+    shown = se.analyse(runs, [0], baselines={0: {"rule": "predict a", "val": 0.3, "test": 0.2}})
+    assert shown["per_seed"][0]["baseline"]["val"] == 0.3  # every seed's scores next to its no-learning baseline
+    assert shown["baseline"] == {"rule": "predict a", "mean_val": 0.3, "mean_test": 0.2}
 
 
 def test_a_warm_arm_starts_from_the_previous_seeds_tpe_search_and_is_timed_to_the_cold_ones_best():

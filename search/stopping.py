@@ -48,6 +48,10 @@ class SearchStopper(Stopper, Callback):
     def stop_all(self) -> bool:
         return bool(self.reason)
 
+    def ended(self, trial_id: str) -> bool:
+        """Whether this stopper, not ASHA, ended the trial: it was still running when the search stopped."""
+        return bool(self.reason) and trial_id not in self.completed
+
     # ---- Callback ---------------------------------------------------------------------------------
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

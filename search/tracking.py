@@ -110,8 +110,10 @@ class MLflowTracker(Callback):
 
     def __init__(self, tracking_uri: str, search_name: str, parent_tags: dict[str, str] | None = None,
                  experiment: str = "labeltune", max_epochs: int | None = None,
-                 parent_metrics: dict[str, float] | None = None, dataset: dict | None = None) -> None:
-        """`dataset`: the search's data, logged as a dataset input of every run (DATASET_KEYS):
+                 parent_metrics: dict[str, float] | None = None, dataset: dict | None = None,
+                 stopper: Any = None) -> None:
+        """`stopper`: the search's SearchStopper (listed before the tracker), so that a trial it ended is
+        not counted as stopped early by ASHA. `dataset`: the search's data, logged as a dataset input of every run (DATASET_KEYS):
         {"name": str, "folder": str, "fingerprint": str, "n_images": int, "labels": [str],
         "label_counts": {label: positives}}; None logs none."""
         if dataset is not None:
@@ -128,6 +130,7 @@ class MLflowTracker(Callback):
         self.parent_tags = {str(k): str(v) for k, v in (parent_tags or {}).items()}
         self.experiment = experiment
         self.max_epochs = max_epochs
+        self.stopper = stopper
         self.parent_run_id: str | None = None
         self._experiment_id: str | None = None
         self._children: dict[str, str] = {}
@@ -272,6 +275,8 @@ class MLflowTracker(Callback):
             "labeltune.trials_terminated": str(statuses.count("TERMINATED")),
             "labeltune.trials_error": str(statuses.count("ERROR")),
             "labeltune.trials_stopped_early": str(stopped_early),
+            **({"labeltune.trials_ended_by_stop": str(sum(1 for t in trials if self._ended_by_stop(t)))}
+               if self.stopper is not None and self.stopper.reason else {}),
             "labeltune.trials_killed": str(len(killed)),
             "labeltune.trials_orphaned": str(len(orphaned)),
         }
@@ -398,9 +403,16 @@ class MLflowTracker(Callback):
                     self.client.delete_tag(run.info.run_id, BEST_TAG)
                 self.client.update_run(run.info.run_id, name=name.removeprefix(BEST_MARK))
 
-    def _stopped_early(self, trial: Any) -> bool:
+    def _short(self, trial: Any) -> bool:
         epochs = (getattr(trial, "last_result", None) or {}).get("training_iteration")
         return self.max_epochs is not None and epochs is not None and int(epochs) < self.max_epochs
+
+    def _ended_by_stop(self, trial: Any) -> bool:
+        return self._short(trial) and self.stopper is not None and self.stopper.ended(str(trial.trial_id))
+
+    def _stopped_early(self, trial: Any) -> bool:
+        """Stopped by ASHA: fewer epochs than the budget, and not ended by --target / --plateau."""
+        return self._short(trial) and not self._ended_by_stop(trial)
 
 
 # ---- store checks and queries ---------------------------------------------------------------------

@@ -311,7 +311,8 @@ def _callbacks(opts: SearchOptions, record: SearchRecord, trial_data) -> tuple[l
             "git_commit": record.git_commit or "", "split_seed": str(opts.split_seed),
             **({"warm_start": ", ".join(f"{k} ({v['added']} trials)" for k, v in record.warm_start.items())}
                if record.warm_start else {}),
-        }, max_epochs=opts.epochs, parent_metrics=record.baselines, dataset=record_dataset(record, trial_data))
+        }, max_epochs=opts.epochs, parent_metrics=record.baselines, dataset=record_dataset(record, trial_data),
+            stopper=stopper)
         callbacks.append(tracker)
     if opts.verbose:
         callbacks.append(LiveTable(max_epochs=opts.epochs, trials=opts.trials))
@@ -445,7 +446,7 @@ def _finish(tuner, record: SearchRecord, tracker, stopper, started: float) -> Se
     short_rows = [row for row in summary.all_rows if row["epochs"] < epochs]
     summary.stop_reason = stopper.reason if stopper is not None else ""
     if summary.stop_reason:  # the trials running when the stopper fired were ended by it, not by ASHA
-        summary.ended_by_stop = sum(1 for row in short_rows if row["trial_id"] not in stopper.completed)
+        summary.ended_by_stop = sum(1 for row in short_rows if stopper.ended(row["trial_id"]))
     summary.stopped_early = len(short_rows) - summary.ended_by_stop
     # Tune returns normally after Ctrl-C (it saves its state first). Interrupted: a trial neither finished
     # nor failed, or fewer trials than asked for while the time budget (if any) was not used up.
@@ -465,9 +466,6 @@ def _finish(tuner, record: SearchRecord, tracker, stopper, started: float) -> Se
         summary.parent_run_id, summary.tracking_uri = tracker.parent_run_id, tracker.tracking_uri
         if summary.stop_reason and tracker.parent_run_id:
             tracker.client.set_tag(tracker.parent_run_id, "labeltune.stop_reason", summary.stop_reason)
-            # the tracker counted every short trial as ASHA's; the ones the stopper ended were not
-            tracker.client.set_tag(tracker.parent_run_id, "labeltune.trials_stopped_early", str(summary.stopped_early))
-            tracker.client.set_tag(tracker.parent_run_id, "labeltune.trials_ended_by_stop", str(summary.ended_by_stop))
         if tracker.parent_run_id:
             try:  # importance, history, budget: an extra on the parent run, never a failed search
                 from search.report import log_to_run

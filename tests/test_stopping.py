@@ -40,6 +40,8 @@ def test_the_trials_running_when_the_stopper_fires_are_not_asha_s():
     finish(stopper, "c", [0.75])
     stopper.on_trial_complete(0, [], types.SimpleNamespace(trial_id="b"))
     assert stopper.completed == {"a"}
+    assert stopper.ended("b") and stopper.ended("c") and not stopper.ended("a")
+    assert not SearchStopper(target=0.7).ended("a")  # nothing ends a trial before the stopper fires
 
 
 def test_no_rule_never_stops():

@@ -372,3 +372,18 @@ def test_check_store_refuses_a_locked_database_and_passes_a_good_one(labeltune_h
         holder.rollback()
         holder.close()
     check_store(uri)
+
+
+def test_a_trial_the_search_stopper_ended_is_not_counted_as_stopped_early_by_asha():
+    from search.stopping import SearchStopper
+
+    stopper = SearchStopper(target=0.7)
+    tracker = MLflowTracker("sqlite:///unused.db", "s", max_epochs=4, stopper=stopper)
+    cut, ended, full = _trial("a", 0.1), _trial("b", 0.2), _trial("c", 0.3)
+    for trial, epochs in ((cut, 1), (ended, 2), (full, 4)):
+        trial.last_result = {"training_iteration": epochs}
+    stopper.on_trial_complete(0, [], cut)       # ASHA stopped it before the target was reached
+    stopper("b", {PRIMARY_METRIC: 0.75})      # b reaches the target: the search ends, b with it
+    assert [tracker._stopped_early(t) for t in (cut, ended, full)] == [True, False, False]
+    assert tracker._ended_by_stop(ended) and not tracker._ended_by_stop(cut)
+    assert MLflowTracker("sqlite:///unused.db", "s", max_epochs=4)._stopped_early(ended)  # no stopper: ASHA's

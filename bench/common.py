@@ -37,6 +37,9 @@ if str(REPO) not in sys.path:  # `python bench/x.py` from anywhere finds trainab
     sys.path.insert(1, str(REPO))
 
 from trainable import store  # noqa: E402  (after the path fix above)
+from search.console import quiet, verbose  # noqa: E402
+
+quiet(show_third_party=verbose())  # as the CLI: Ray's box, Optuna's warnings off unless LABELTUNE_VERBOSE=1
 
 
 def log(*parts: Any) -> None:

@@ -754,7 +754,7 @@ def reused_runs(files: list[str], params: dict) -> list[dict]:
     """The runs of earlier results JSONs, refused unless they measured the same sizes and space."""
     import json
 
-    runs = []
+    runs: dict[tuple, dict] = {}
     for f in files:
         record = json.loads(Path(f).read_text())
         theirs = record["parameters"]
@@ -762,8 +762,12 @@ def reused_runs(files: list[str], params: dict) -> list[dict]:
         if differ:
             raise SystemExit(f"--reuse {f}: it measured other {', '.join(differ)} "
                              f"({', '.join(f'{k}={theirs.get(k)!r}' for k in differ)})")
-        runs += [event_rows(r) for r in record["results"]["runs"]]
-    return runs
+        for r in map(event_rows, record["results"]["runs"]):
+            key = (r["seed"], r["arm"])
+            if key in runs and runs[key]["events"] != r["events"]:  # a lever JSON holds copies of what it reused
+                raise SystemExit(f"--reuse {f}: seed {key[0]} arm {key[1]} differs from the same run in an earlier file")
+            runs.setdefault(key, r)
+    return list(runs.values())
 
 
 def warm_order(arms: list[str], seeds: list[int]) -> list[tuple[int, str, int | None]]:
@@ -788,8 +792,10 @@ def main(argv=None) -> dict:
     import ray
 
     from search import space as spaces
+    from search.console import quiet_ray
     from search.tuner import load_trial_data
 
+    quiet_ray()
     started = time.time()
     use_bench_decode_cache()
     space = make_space(args.gpu)

@@ -202,6 +202,15 @@ def test_reuse_reads_back_runs_of_the_same_sizes_and_refuses_others(tmp_path):
     assert se.reused_runs([str(f)], params) == json.loads(json.dumps(runs))
     with pytest.raises(SystemExit, match="other trials, epochs"):
         se.reused_runs([str(f)], {**params, "trials": 44, "epochs": 6})
+    lever = tmp_path / "lever.json"  # a lever JSON holds copies of the runs it reused: each is read once
+    lever.write_text(json.dumps({"parameters": params, "results": {"runs": [se.event_columns(r) for r in
+                                                                            runs + [run("tpe_startup4", 0, [0.6])]]}}))
+    pooled = se.reused_runs([str(f), str(lever)], params)
+    assert sorted(r["arm"] for r in pooled) == ["random_fifo", "tpe_asha", "tpe_startup4"]
+    other = tmp_path / "other.json"  # the same seed and arm with other events: which one to pool is not clear
+    other.write_text(json.dumps({"parameters": params, "results": {"runs": [se.event_columns(run("tpe_asha", 0, [0.2]))]}}))
+    with pytest.raises(SystemExit, match="seed 0 arm tpe_asha differs"):
+        se.reused_runs([str(f), str(other)], params)
 
 
 def test_variant_name_lists_the_options_that_differ_from_the_defaults():

@@ -489,7 +489,8 @@ def warm_figures(cold: dict, warm: dict, budget: int) -> dict:
 
 def seed_baselines(n_images: int, seeds: list[int]) -> dict[int, dict]:
     """Per seed, the no-learning baseline (trainable.baselines: the most frequent labels, fitted on the train
-    split) on that seed's val and test split: what every score in the table must beat. Reads annotations only."""
+    split) on that seed's val and test split: what every score in the table must beat. Reads annotations only;
+    synth_dataset writes a seed's images first where $LABELTUNE_BENCH_DATA does not hold them yet."""
     from search.tuner import search_baselines
     from trainable import data as data_mod
 
@@ -818,7 +819,7 @@ def main(argv=None) -> dict:
     if args.reuse:
         log(f"reused {len(runs)} runs from {', '.join(args.reuse)}; {len(todo)} to run")
     est = None
-    if todo:  # a pure re-analysis of reused runs writes and decodes no data
+    if todo:  # a pure re-analysis of reused runs trains and decodes nothing (seed_baselines reads annotations)
         roots = {seed: synth_dataset(args.n_images, seed) for seed in sorted({seed for seed, _, _ in todo})}
         loaded = todo[0][0]
         dataset, data = load_trial_data(str(roots[loaded]), 0, False)  # labeltune's own driver-side load + decode

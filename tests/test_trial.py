@@ -64,13 +64,15 @@ def test_replay_stops_at_a_checkpoint_cut_short_by_the_kill(tmp_path, data):
     assert trial_mod.replay_checkpoints(tmp_path / "empty", None, lambda m, d: reported.append(m)) is None
 
 
-def test_a_trial_whose_saved_state_lags_the_disk_trains_only_the_missing_epochs(tmp_path, data, monkeypatch):
+@pytest.mark.parametrize("finished", [(), ("t1",)], ids=["unfinished", "finished-in-the-study"])
+def test_a_trial_whose_saved_state_lags_the_disk_trains_only_the_missing_epochs(tmp_path, data, monkeypatch, finished):
     # Tune's snapshot knows no checkpoint (the trial would start from scratch), the disk holds epochs 1 and 2.
     write_epochs(tmp_path, data, 2)
     reports = []
     fake_tune = types.SimpleNamespace(
         get_checkpoint=lambda: None,
-        get_context=lambda: types.SimpleNamespace(get_trial_dir=lambda: str(tmp_path)),
+        get_context=lambda: types.SimpleNamespace(get_trial_id=lambda: "t1", get_storage=lambda: types.SimpleNamespace(
+            trial_fs_path=str(tmp_path))),
         report=lambda metrics, checkpoint: reports.append(
             (metrics, ckpt_io.load(Path(checkpoint.path) / CHECKPOINT_FILE)["epoch"])),
     )
@@ -80,7 +82,13 @@ def test_a_trial_whose_saved_state_lags_the_disk_trains_only_the_missing_epochs(
     trained = []
     original_epoch = Gym.train_one_epoch
     monkeypatch.setattr(Gym, "train_one_epoch", lambda self, epoch, *a: trained.append(epoch) or original_epoch(self, epoch, *a))
-    trial_mod.run_trial(dict(CONFIG), data)
+    trial_mod.run_trial(dict(CONFIG), data, finished=frozenset(finished))
+    if finished:  # the study holds it finished: the epochs on disk are reported again, none is trained
+        assert [m["epoch"] for m, _ in reports] == [1, 2] and trained == []
+        assert [m[trial_mod.DECIDED] for m, _ in reports] == [True, True]  # ASHA does not decide on them again
+        return
     assert [m["epoch"] for m, _ in reports] == [1, 2, 3] and [e for _, e in reports] == [1, 2, 3]
     assert trained == [3], "epochs already on disk were trained again"
     assert all(m["node_id"] == "node-1" for m, _ in reports)
+    # epoch 1 was decided by the lost driver (the trial went on to epoch 2); epoch 2 may not have been
+    assert [m.get(trial_mod.DECIDED) for m, _ in reports] == [True, False, None]

@@ -31,8 +31,13 @@ from ray.tune import Checkpoint
 from trainable import checkpoint as ckpt_io
 from trainable.config import TrainConfig
 from trainable.gym import CHECKPOINT_FILE, Gym
+from trainable.hold import Hold
 
 log = logging.getLogger(__name__)
+
+DECIDED = "replayed_decided"
+"""result key: a replayed epoch whose scheduler decision the lost driver already made (the trial went on past
+it, or it had finished); the search's ASHA lets it continue instead of deciding again on other trials' newer scores"""
 
 
 @dataclass
@@ -53,17 +58,36 @@ def assigned_cpus() -> int:
     return max(1, int(resources.get("CPU", 1)))
 
 
-def run_trial(config: dict, data: TrialData, to_config: Callable[[dict], TrainConfig] = TrainConfig.from_dict) -> None:
-    """Tune function trainable: config dict -> TrainConfig once (`to_config`) -> Gym -> tune.report per epoch."""
+def storage_trial_dir() -> str:
+    """The trial's folder in the search's storage, where Tune persists its checkpoints (Ray 2.60).
+
+    Not `get_trial_dir()`: since Ray 2.7 that is the trial's local working directory, which holds no
+    checkpoints, so a replay that looked there found none and a resumed trial trained its epochs again.
+    """
+    return str(tune.get_context().get_storage().trial_fs_path)
+
+
+def run_trial(config: dict, data: TrialData, to_config: Callable[[dict], TrainConfig] = TrainConfig.from_dict,
+              hold: Hold | None = None, finished: frozenset[str] = frozenset()) -> None:
+    """Tune function trainable: config dict -> TrainConfig once (`to_config`) -> Gym -> tune.report per epoch.
+
+    `finished`: trial ids that the kept study holds as finished while Tune's saved state (older, after a lost
+    driver) does not: such a trial replays its epochs from disk and ends, it never trains again.
+    `hold`: the test-only hook of trainable/hold.py.
+    """
     started_at, started = time.time(), time.perf_counter()
     cfg = to_config(config)
     if not cfg.threads:
         cfg.threads = assigned_cpus()
     context = {"node_id": ray.get_runtime_context().get_node_id(), "started_at": started_at}
+    trial_dir, trial_id = storage_trial_dir(), tune.get_context().get_trial_id()
+    order = hold.claim() if hold is not None else 0
 
     def report(metrics: dict, ckpt_dir: Path | None) -> None:
         # Tune copies the folder into the search's storage before report returns.
         tune.report({**metrics, **context, "reported_at": time.time()}, checkpoint=Checkpoint.from_directory(str(ckpt_dir)))
+        if hold is not None and order == hold.trial and metrics.get("epoch") == hold.epoch:
+            hold.wait(trial_dir)
 
     start = None
     restored = tune.get_checkpoint()
@@ -72,7 +96,10 @@ def run_trial(config: dict, data: TrialData, to_config: Callable[[dict], TrainCo
             start = ckpt_io.load(Path(folder) / CHECKPOINT_FILE)
     # Tune's saved state can be older than the trial's folder (a driver killed between two snapshots):
     # epochs already on disk are reported again from their checkpoints instead of being trained again.
-    start = replay_checkpoints(Path(tune.get_context().get_trial_dir()), start, report)
+    start = replay_checkpoints(Path(trial_dir), start, report, finished=trial_id in finished)
+    if trial_id in finished:
+        log.info("trial %s had finished before the driver was lost: its epochs were replayed, none trained", trial_id)
+        return
     if start is not None:
         log.info("trial resumes after epoch %d", start["epoch"])
     gym = Gym(cfg, data.images, data.targets, data.labels, data_fingerprint=data.fingerprint, checkpoint=start)
@@ -80,12 +107,15 @@ def run_trial(config: dict, data: TrialData, to_config: Callable[[dict], TrainCo
     gym.fit(report)
 
 
-def replay_checkpoints(trial_dir: Path, start: dict | None, report: Callable[[dict, Path], None]) -> dict | None:
+def replay_checkpoints(trial_dir: Path, start: dict | None, report: Callable[[dict, Path], None],
+                       finished: bool = False) -> dict | None:
     """Report the epochs after `start` whose checkpoints are in `trial_dir`, in order; return the latest checkpoint.
 
     Each checkpoint holds its epoch's metrics, so Tune (and ASHA, and MLflow, which skips
     steps it has) sees the same results it would have seen before the kill. Only an unbroken
-    run of epochs is replayed; a checkpoint cut short by the kill ends the run.
+    run of epochs is replayed; a checkpoint cut short by the kill ends the run. Every replayed
+    epoch but the last of an unfinished trial (`finished` False) carries DECIDED: the lost
+    driver had let the trial go on past it (or end), so ASHA does not decide on it again.
     """
     done = start["epoch"] if start is not None else 0
     on_disk = {}  # epoch -> (folder, metrics): one checkpoint's weights in memory at a time, not every epoch's
@@ -100,15 +130,18 @@ def replay_checkpoints(trial_dir: Path, start: dict | None, report: Callable[[di
         folder, metrics = on_disk[done + 1]
         with tempfile.TemporaryDirectory(prefix="labeltune-replay-") as tmp:
             shutil.copy2(folder / CHECKPOINT_FILE, Path(tmp) / CHECKPOINT_FILE)  # Tune may write over `folder`
-            if done + 2 not in on_disk:  # the last one replayed: the trial goes on from it
+            last = done + 2 not in on_disk
+            if last:  # the last one replayed: the trial goes on from it
                 start = ckpt_io.load(Path(tmp) / CHECKPOINT_FILE)
-            report(metrics, Path(tmp))
+            report({**metrics, DECIDED: finished or not last}, Path(tmp))
         log.info("epoch %d replayed from %s", done + 1, folder)
         done += 1
     return start
 
 
-def make_trainable(data: TrialData, to_config: Callable[[dict], TrainConfig] = TrainConfig.from_dict):
-    """run_trial with the data bound through the object store and the search's config translation."""
-    return tune.with_parameters(run_trial, data=data, to_config=to_config)
+def make_trainable(data: TrialData, to_config: Callable[[dict], TrainConfig] = TrainConfig.from_dict,
+                   finished: frozenset[str] = frozenset()):
+    """run_trial with the data bound through the object store, the search's config translation, the trials
+    a resume must not train again, and the test-only hold of $LABELTUNE_TEST_HOLD (read here, on the driver)."""
+    return tune.with_parameters(run_trial, data=data, to_config=to_config, hold=Hold.from_env(), finished=finished)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -114,6 +115,78 @@ def test_load_refuses_what_is_not_a_checkpoint(tmp_path, content, message):
     with pytest.raises(CheckpointError, match=message) as err:
         load(path)
     assert str(path) in str(err.value)
+
+
+def _damaged(path, damage):
+    """Write a checkpoint damaged as `damage` says at `path`."""
+    good, model, _ = _save(path.parent / "good.pt")
+    if damage == "truncated":  # a copy cut short (a full disk, a killed scp)
+        path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    elif damage == "whole pickled model":
+        torch.save(model, path)
+    elif damage == "state dict only":
+        torch.save(model.state_dict(), path)
+    elif damage == "keys of nothing":
+        torch.save({**{key: None for key in checkpoint.KEYS}, "format_version": FORMAT_VERSION}, path)
+    elif damage == "thresholds for other labels":
+        torch.save({**load(good), "thresholds": [0.5]}, path)
+    elif damage == "ensemble member of nothing":
+        member = {key: value for key, value in load(good).items() if key in checkpoint.MEMBER_KEYS}
+        checkpoint.save_ensemble(path, [member], thresholds=[0.5] * 3, metrics={}, data_fingerprint="abc123")
+        ckpt = torch.load(path, weights_only=True)
+        ckpt["members"][0]["model_state"] = "weights"
+        torch.save(ckpt, path)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncated", "not a complete torch file"),
+    ("whole pickled model", "it pickles Python objects"),
+    ("state dict only", "no format_version"),
+    ("keys of nothing", "labels is not a list of names; metrics is not a dict"),
+    ("thresholds for other labels", "thresholds is not 3 numbers, one per label"),
+    ("ensemble member of nothing", "ensemble member 0: a damaged labeltune checkpoint (model_state is not a dict"),
+])
+def test_a_damaged_checkpoint_is_one_line_naming_the_file(tmp_path, damage, message):
+    path = tmp_path / "checkpoint.pt"
+    _damaged(path, damage)
+    with pytest.raises(CheckpointError, match=re.escape(message)) as err:
+        load(path)
+    assert str(err.value).startswith(str(path)) and "\n" not in str(err.value) and "\x1b" not in str(err.value)
+
+
+def test_eval_and_pred_of_a_damaged_checkpoint_print_one_line(tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from search.cli import main
+
+    path = tmp_path / "checkpoint.pt"
+    _damaged(path, "truncated")
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (128, 128)).save(tmp_path / "images" / "im1.jpg")
+    for args in (["eval", "--checkpoint", str(path), "--data", str(tmp_path / "data")],
+                 ["pred", "--checkpoint", str(path), "--images", str(tmp_path / "images"),
+                  "--out", str(tmp_path / "p.tsv")]):
+        result = CliRunner().invoke(main, [*args, "--device", "cpu"])
+        assert result.exit_code == 1 and not isinstance(result.exception, RuntimeError), result.output
+        assert result.output.strip().splitlines() == [f"Error: {path}: not a labeltune checkpoint (not a complete "
+                                                      f"torch file: cut short, or another kind of file); use another "
+                                                      f"checkpoint of the trial, or train it again"]
+    assert not (tmp_path / "p.tsv").exists()
+
+
+def test_a_model_state_of_another_architecture_is_one_line():
+    model, _ = _trained()
+    other = build_model("cnn3bn", num_labels=5, width=0.125)  # another head: the same keys, other shapes
+    ckpt = {"model_state": other.state_dict(), "config": {"model": "cnn3bn", "width": 0.125}}
+    with pytest.raises(CheckpointError, match=r"^ckpt.pt: its model_state does not fit the model its config names "
+                                              r"\(cnn3bn, width 0.125\): other shape \d+ \(") as err:
+        checkpoint.load_model_state(model, ckpt, where="ckpt.pt")
+    assert "\n" not in str(err.value)
+    ckpt["model_state"] = {"extra.weight": torch.zeros(1)}
+    with pytest.raises(CheckpointError, match=r"missing \d+ \(.*\); unexpected 1 \(extra.weight\)"):
+        checkpoint.load_model_state(model, ckpt)
+    checkpoint.load_model_state(model, {"model_state": model.state_dict()})  # a fitting state loads
 
 
 def test_check_labels_says_which_labels_differ():

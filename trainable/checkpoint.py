@@ -36,6 +36,9 @@ only) and 2 (`kind` absent = single, or ensemble) and refuses anything else.
 from __future__ import annotations
 
 import os
+import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +46,7 @@ import numpy as np
 import torch
 
 from trainable import store
-from trainable.errors import LabeltuneError
+from trainable.errors import LabeltuneError, first_line
 
 FORMAT_VERSION = 1
 """the layout `save` writes (a single checkpoint); bumped when that layout changes"""
@@ -184,13 +187,18 @@ def load(path: str | os.PathLike) -> dict:
         path = path / CHECKPOINT_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    # torch.save writes a zip: a file cut short has no central directory, and torch's error would say "Invalid argument"
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a labeltune checkpoint (not a complete torch file: cut short, or another "
+                              f"kind of file); use another checkpoint of the trial, or train it again")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises pickle, zip and runtime errors alike for a foreign file
-        lines = str(exc).strip().splitlines()
-        raise CheckpointError(
-            f"{path}: not a labeltune checkpoint ({type(exc).__name__}: {lines[0] if lines else ''})"
-        ) from exc
+    except pickle.UnpicklingError as exc:  # weights_only met a class: a whole pickled model, or someone else's file
+        raise CheckpointError(f"{path}: not a labeltune checkpoint (it pickles Python objects, not only tensors and "
+                              f"plain values, and weights-only loading runs no pickled code)") from exc
+    except Exception as exc:  # torch raises zip and runtime errors alike for a damaged file
+        reason = re.sub(r"\x1b\[[0-9;]*m", "", first_line(exc))  # torch's messages carry terminal colour codes
+        raise CheckpointError(f"{path}: not a labeltune checkpoint ({type(exc).__name__}: {reason})") from exc
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CheckpointError(f"{path}: not a labeltune checkpoint (no format_version)")
     version = ckpt["format_version"]
@@ -206,6 +214,7 @@ def load(path: str | os.PathLike) -> dict:
     missing = [k for k in (KEYS if what == "single" else ENSEMBLE_KEYS) if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: not a labeltune checkpoint (missing {', '.join(missing)})")
+    _check_values(ckpt, f"{path}:", with_model=what == "single")
     if what == "ensemble":
         members = ckpt["members"]
         if not isinstance(members, list) or not members:
@@ -214,7 +223,51 @@ def load(path: str | os.PathLike) -> dict:
             missing = [k for k in MEMBER_KEYS if k not in member] if isinstance(member, dict) else list(MEMBER_KEYS)
             if missing:
                 raise CheckpointError(f"{path}: ensemble member {i} is missing {', '.join(missing)}")
+            _check_values(member, f"{path}: ensemble member {i}:", with_model=True)
     return ckpt
+
+
+def _check_values(ckpt: dict, where: str, with_model: bool) -> None:
+    """Refuse a checkpoint (or member) dict whose values are not of the kinds `save` writes: the damage would
+    otherwise surface as a TypeError deep in the model or the metrics."""
+    problems = []
+    if not isinstance(ckpt["labels"], list) or not all(isinstance(label, str) for label in ckpt["labels"]):
+        problems.append("labels is not a list of names")
+    elif (not isinstance(ckpt["thresholds"], list) or len(ckpt["thresholds"]) != len(ckpt["labels"])
+          or not all(isinstance(t, (int, float)) for t in ckpt["thresholds"])):
+        problems.append(f"thresholds is not {len(ckpt['labels'])} numbers, one per label")
+    for key, kinds in (("metrics", dict), ("data_fingerprint", str), *((("config", dict), ("epoch", int)) if with_model
+                                                                       else ())):
+        if not isinstance(ckpt[key], kinds):
+            problems.append(f"{key} is not a {kinds.__name__}")
+    if with_model and (not isinstance(ckpt["model_state"], dict)
+                       or not all(isinstance(v, torch.Tensor) for v in ckpt["model_state"].values())):
+        problems.append("model_state is not a dict of tensors")
+    if problems:
+        raise CheckpointError(f"{where} a damaged labeltune checkpoint ({'; '.join(problems)}); use another "
+                              f"checkpoint of the trial, or train it again")
+
+
+def load_model_state(model: torch.nn.Module, ckpt: dict, where: str = "the checkpoint") -> None:
+    """`model.load_state_dict(ckpt["model_state"])`, a state of another architecture refused in one line.
+
+    torch's own error lists every missing and unexpected key over many lines; this names the
+    first few and how many, and what the checkpoint says it holds (`where` names the file).
+    """
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except RuntimeError as exc:
+        config = ckpt.get("config") or {}
+        expected, given = model.state_dict(), ckpt["model_state"]
+        missing = [k for k in expected if k not in given]
+        unexpected = [k for k in given if k not in expected]
+        shapes = [k for k in expected if k in given and tuple(given[k].shape) != tuple(expected[k].shape)]
+        parts = [f"{label} {len(keys)} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("other shape", shapes)) if keys]
+        raise CheckpointError(f"{where}: its model_state does not fit the model its config names "
+                              f"({config.get('model', '?')}, width {config.get('width', '?')}): "
+                              f"{'; '.join(parts) or first_line(exc)}; the file is damaged or from another labeltune"
+                              ) from exc
 
 
 def kind(ckpt: dict) -> str:

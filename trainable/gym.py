@@ -157,7 +157,7 @@ class Gym:
         if checkpoint is not None:
             ckpt_io.require_single(checkpoint, "training or evaluating in the Gym")
             ckpt_io.check_labels(checkpoint, self.labels, "the data")
-            self.model.load_state_dict(checkpoint["model_state"])
+            ckpt_io.load_model_state(self.model, checkpoint)
             if checkpoint.get("optimizer_state"):
                 self.optimizer.load_state_dict(checkpoint["optimizer_state"])
             self.epoch = int(checkpoint["epoch"])
@@ -366,7 +366,7 @@ class Predictor:
         self.thresholds = np.asarray(checkpoint["thresholds"], dtype=np.float32)
         self.device = resolve_device(device)
         self.model = build_trial_model(self.cfg, self.labels, self.device)
-        self.model.load_state_dict(checkpoint["model_state"])
+        ckpt_io.load_model_state(self.model, checkpoint)
         self.mean, self.std = normalisation(self.cfg.model, self.cfg.color, self.device)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:

@@ -11,18 +11,27 @@
 3. thresholds chosen on the validation split (`trainable.metrics.choose_thresholds`: the
    global one re-chosen, a threshold of its own for each label with enough positives);
 4. the no-learning baselines (`trainable.baselines`) on the same split: the alias moves
-   only to a model whose validation micro-F1 beats the best baseline's (the decision never
-   reads test); otherwise the version is registered without the alias and promote exits 1,
-   unless `--allow-below-baseline`;
+   only to a model that beats the best baseline (`trainable.baselines.beats_baseline`) on
+   validation micro-F1 at the chosen thresholds, cross-validated inside val because they
+   were chosen on those images (`trainable.metrics.cv_micro_f1`; the decision never reads
+   test); otherwise the version is registered without the alias and promote exits 1, unless
+   `--allow-below-baseline`;
 5. registered in the MLflow Model Registry as an `mlflow.pyfunc` model whose artifact is
    labeltune's own checkpoint file (labels and thresholds inside) and whose predict
    returns label probabilities; the alias (default `champion`) points at the new version;
-6. a model card (markdown) logged with the model and saved beside the search.
+6. a model card (markdown) logged with the model.
+
+Each promotion writes its checkpoint and card into a folder of its own,
+`runs/NAME/promoted/<YYYYmmdd-HHMMSS>/` (`new_promotion_dir`): MLflow copies them into the
+registered version when it is logged, and a later promotion, `--no-register` included,
+leaves the local copies of earlier versions as they were. (Searches promoted before this
+layout have `promoted/checkpoint.pt` and `promoted/model_card.md`; nothing reads them back.)
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import re
@@ -36,10 +45,11 @@ import numpy as np
 from search.record import SearchRecord, search_dir
 from trainable import checkpoint as ckpt_io
 from trainable import store
+from trainable.baselines import beats_baseline
 from trainable.baselines import PREFIX as BASELINE_PREFIX
 from trainable.errors import LabeltuneError
 from trainable.gym import CHECKPOINT_FILE
-from trainable.metrics import CV_FOLDS, MIN_LABEL_POSITIVES, PRIMARY_METRIC, PRIMARY_MODE, keep_micro_f1  # noqa: F401  (re-exported)
+from trainable.metrics import CV_FOLDS, CV_METRIC, MIN_LABEL_POSITIVES, PRIMARY_METRIC, PRIMARY_MODE, keep_micro_f1  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +104,9 @@ class Promotion:
     baseline_rule: str = ""
     members: list[Member] = field(default_factory=list)
     n_images: int = 0
-    below_baseline: bool = False
-    """validation micro-F1 does not beat the best baseline's: the alias was not moved (unless allowed)"""
+    val_cv_micro_f1: float = float("nan")
+    """validation micro-F1 at the promoted thresholds, cross-validated inside val (`trainable.metrics.cv_micro_f1`):
+    the thresholds were chosen on val, so this, not `val_micro_f1`, is compared with the baseline"""
     allowed_below_baseline: bool = False
     alias_set: bool = False
     """the alias now points at the registered version"""
@@ -108,18 +119,37 @@ class Promotion:
 
     @property
     def val_micro_f1(self) -> float:
+        """validation micro-F1 at the promoted thresholds, in sample (they were chosen on these images)"""
         return float(self.val["per-label"]["val/micro_f1"])
 
     @property
     def baseline_val_micro_f1(self) -> float:
         return float(self.baselines[f"{BASELINE_PREFIX}val/micro_f1"])
 
+    @property
+    def below_baseline(self) -> bool:
+        """the cross-validated validation micro-F1 does not beat the best baseline's: the alias is not moved
+        (unless allowed)"""
+        return not beats_baseline(self.val_cv_micro_f1, self.baseline_val_micro_f1)
+
     def baseline_line(self) -> str:
-        """Why the alias did not move: both numbers and what to try."""
-        return (f"validation micro-F1 {self.val_micro_f1:.4f} does not beat the no-learning baseline's "
-                f"{self.baseline_val_micro_f1:.4f} ({self.baseline_rule}); version {self.version or '-'} is "
-                f"registered without @{self.alias or 'champion'}: search longer, add pretrained efficientnet_lite0 "
-                f"to the space, or pass --allow-below-baseline")
+        """Why the alias did not move: both numbers, what was registered, and what to try."""
+        alias = f"@{self.alias or 'champion'}"
+        if self.version:
+            outcome = (f"version {self.version} is registered without {alias}: search longer, add pretrained "
+                       f"efficientnet_lite0 to the space, or pass --allow-below-baseline")
+        else:
+            outcome = (f"nothing was registered (--no-register): search longer or add pretrained efficientnet_lite0 "
+                       f"to the space; without --no-register, promote registers it without {alias}, or with "
+                       f"{alias} given --allow-below-baseline")
+        return f"{self.decision_line()} ({self.baseline_rule}); {outcome}"
+
+    def decision_line(self) -> str:
+        """The figure that decides next to the baseline's (the card, the version description, promote's messages)."""
+        verdict = "does not beat" if self.below_baseline else "beats"
+        return (f"validation micro-F1 {self.val_cv_micro_f1:.4f} (cross-validated inside val, the figure that decides; "
+                f"{self.val_micro_f1:.4f} on the val images the thresholds were chosen on) {verdict} the no-learning "
+                f"baseline's {self.baseline_val_micro_f1:.4f}")
 
 
 def check_names(alias: str, model_name: str) -> None:
@@ -131,11 +161,40 @@ def check_names(alias: str, model_name: str) -> None:
                              f"starting with a letter or digit")
 
 
+def check_metric(search_path: Path, metric: str) -> None:
+    """Refuse a metric that no trial of the search reported, naming a few they did (read from the trials'
+    result files, before Ray or any data). A search without results passes: ranking then says so."""
+    from search.catalog import trial_results
+
+    reported = {key for rows in trial_results(search_path).values() for row in rows for key, value in row.items()
+                if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    if not reported or metric in reported:
+        return
+    figures = sorted(key for key in reported if key.startswith("val/") and key.count("/") == 1)
+    examples = ([PRIMARY_METRIC] if PRIMARY_METRIC in figures else []) + [f for f in figures if f != PRIMARY_METRIC]
+    raise PromotionError(f"--metric {metric!r}: no trial of search {Path(search_path).name} reported it; "
+                         f"rank by one they did, e.g. {', '.join(examples[:6] or sorted(reported)[:6])}")
+
+
+def new_promotion_dir(search_path: Path) -> Path:
+    """A new folder `promoted/<YYYYmmdd-HHMMSS>[-N]/` for one promotion's checkpoint and card, so that no
+    promotion overwrites the files an earlier registered version was made from."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in itertools.count(1):
+        folder = Path(search_path) / "promoted" / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:  # two promotions within a second
+            continue
+
+
 def ranked_checkpoints(search_path: Path, metric: str = PRIMARY_METRIC, mode: str = PRIMARY_MODE,
                        k: int = 1) -> list[tuple]:
     """The top k distinct trials by their best epoch: (trial result, best checkpoint folder, its metrics)."""
     from ray.tune import ExperimentAnalysis, ResultGrid
 
+    check_metric(search_path, metric)
     try:
         grid = ResultGrid(ExperimentAnalysis(str(search_path), default_metric=metric, default_mode=mode))
         grid.get_best_result(metric, mode, scope="all")  # raises for an empty or unreadable experiment
@@ -152,7 +211,8 @@ def ranked_checkpoints(search_path: Path, metric: str = PRIMARY_METRIC, mode: st
         if value is None or value != value:  # NaN never ranks
             continue
         ranked.append((sign * float(value), result, Path(checkpoint.path), metrics))
-    ranked.sort(key=lambda row: row[0], reverse=True)
+    # The better score first; on a tie the smaller trial id, as the search's summary and MLflow rank (search.outcome)
+    ranked.sort(key=lambda row: (-row[0], str(row[1].metrics.get("trial_id", Path(row[1].path).name))))
     if not ranked:
         raise PromotionError(f"{search_path}: no trial kept a checkpoint with {metric}")
     return [row[1:] for row in ranked[:k]]
@@ -170,7 +230,7 @@ def promote(search: str, metric: str = PRIMARY_METRIC, alias: str = "champion", 
     from trainable.baselines import for_splits
     from trainable.config import TrainConfig
     from trainable.gym import Gym
-    from trainable.metrics import choose_thresholds
+    from trainable.metrics import choose_thresholds, cv_micro_f1
 
     check_names(alias, model_name)
     if ensemble < 1:
@@ -211,6 +271,7 @@ def promote(search: str, metric: str = PRIMARY_METRIC, alias: str = "champion", 
 
     trial_threshold = float(checkpoints[0]["config"].get("threshold", 0.5))
     global_t, per_label = choose_thresholds(val_probs, val_targets, default=trial_threshold)
+    val_cv = cv_micro_f1(val_probs, val_targets, global_t, per_label, default=trial_threshold)
     policy_thresholds = {"trial": trial_threshold, "global": global_t, "per-label": per_label}
     scored = {}
     for split, probs, split_targets in (("val", val_probs, val_targets), ("test", test_probs, test_targets)):
@@ -218,9 +279,9 @@ def promote(search: str, metric: str = PRIMARY_METRIC, alias: str = "champion", 
             scored.setdefault(split, {})[policy] = _score(data.labels, probs, split_targets, thresholds, split)
     base, baseline_figures = for_splits(targets, splits, data.labels)
 
-    out_dir = path / "promoted"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    promoted_metrics = {**scored["test"]["per-label"], **scored["val"]["per-label"], **baseline_figures}
+    out_dir = new_promotion_dir(path)
+    promoted_metrics = {**scored["test"]["per-label"], **scored["val"]["per-label"], **baseline_figures,
+                        CV_METRIC: val_cv}
     thresholds_list = [float(t) for t in per_label]
     if ensemble == 1:
         ckpt = checkpoints[0]
@@ -230,7 +291,7 @@ def promote(search: str, metric: str = PRIMARY_METRIC, alias: str = "champion", 
             metrics={**ckpt["metrics"], **promoted_metrics}, data_fingerprint=ckpt["data_fingerprint"],
         )
     else:
-        promoted = ckpt_io.save_ensemble(out_dir / f"ensemble-{ensemble}" / CHECKPOINT_FILE, checkpoints,
+        promoted = ckpt_io.save_ensemble(out_dir / CHECKPOINT_FILE, checkpoints,
                                          thresholds=thresholds_list, metrics=promoted_metrics,
                                          data_fingerprint=dataset.fingerprint)
     best = members[0]
@@ -240,9 +301,8 @@ def promote(search: str, metric: str = PRIMARY_METRIC, alias: str = "champion", 
         test_global=scored["test"]["global"], test_per_label=scored["test"]["per-label"],
         card=Path(card_path or out_dir / "model_card.md").resolve(), global_threshold=global_t,
         val=scored["val"], test=scored["test"], baselines=baseline_figures, baseline_rule=base.describe(),
-        members=members, n_images=len(targets), allowed_below_baseline=allow_below_baseline,
+        members=members, n_images=len(targets), val_cv_micro_f1=val_cv, allowed_below_baseline=allow_below_baseline,
     )
-    promotion.below_baseline = promotion.val_micro_f1 <= promotion.baseline_val_micro_f1
     card = functools.partial(write_card, promotion, record, dataset, data.targets, ranked[0][0])
     if register:
         register_model(promotion, record, model_name, alias, tracking_uri, card,
@@ -300,6 +360,7 @@ def register_model(promotion: Promotion, record: SearchRecord, model_name: str, 
         **{k: float(v) for k, v in promotion.test_per_label.items() if is_number(v)},
         **{f"global_threshold/{k}": float(v) for k, v in promotion.test_global.items() if is_number(v)},
         **{k: float(v) for k, v in promotion.val["per-label"].items() if is_number(v) and k.count("/") == 1},
+        CV_METRIC: promotion.val_cv_micro_f1,
         **{k: float(v) for k, v in promotion.baselines.items()},
     }
     with store.mlflow_uris(uri), mlflow.start_run(experiment_id=experiment_id, run_name=f"promote-{promotion.search}", tags=tags) as run:
@@ -340,15 +401,14 @@ def version_description(promotion: Promotion) -> str:
     kind = (f"ensemble of trials {', '.join(m.trial_id for m in promotion.members)}" if len(promotion.members) > 1
             else f"trial {promotion.trial_id} at epoch {promotion.epoch}")
     if not promotion.below_baseline:
-        verdict = "beats the baseline"
+        verdict = ""
     elif promotion.alias_set:
-        verdict = "does not beat it; promoted with --allow-below-baseline"
+        verdict = "; promoted with --allow-below-baseline"
     else:
-        verdict = "does not beat it; the alias was not moved"
+        verdict = "; the alias was not moved"
     return (f"Test micro-F1 {promotion.test_per_label['test/micro_f1']:.4f} (per-label thresholds) against "
             f"{base[BASELINE_PREFIX + 'test/micro_f1']:.4f} for the best no-learning baseline "
-            f"({promotion.baseline_rule}); validation {promotion.val_micro_f1:.4f} against "
-            f"{promotion.baseline_val_micro_f1:.4f} ({verdict}). Search {promotion.search}, {kind}.")
+            f"({promotion.baseline_rule}); {promotion.decision_line()}{verdict}. Search {promotion.search}, {kind}.")
 
 
 def write_card(promotion: Promotion, record: SearchRecord, dataset, targets: np.ndarray, result) -> None:
@@ -364,13 +424,13 @@ def write_card(promotion: Promotion, record: SearchRecord, dataset, targets: np.
     alias = f"@{promotion.alias}" if promotion.alias_set else "no alias"
     kind = f"ensemble of {len(promotion.members)} trials" if len(promotion.members) > 1 else f"trial `{promotion.trial_id}`"
     verdict = (f"**Test micro-F1 {test_t['test/micro_f1']:.4f}** against {base[BASELINE_PREFIX + 'test/micro_f1']:.4f} "
-               f"for the best no-learning baseline ({promotion.baseline_rule}); validation "
-               f"{promotion.val_micro_f1:.4f} against {promotion.baseline_val_micro_f1:.4f}.")
+               f"for the best no-learning baseline ({promotion.baseline_rule}); {promotion.decision_line()}.")
     lines = [
         f"# Model card: {promotion.model_name or 'labeltune'} v{promotion.version or '-'} ({alias})", "", verdict, "",
     ]
     if promotion.below_baseline:
-        lines += [("**Warning: this model does not beat the no-learning baseline on the validation split.** "
+        lines += [("**Warning: this model does not beat the no-learning baseline on the validation split "
+                   "(cross-validated).** "
                    + ("It was promoted with --allow-below-baseline." if promotion.allowed_below_baseline
                       else "The alias was not moved to it.")), ""]
     lines += [

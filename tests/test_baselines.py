@@ -77,3 +77,16 @@ def test_an_empty_split_is_an_error_that_names_it():
     base = Baselines.fit(np.ones((5, 4)), np.ones((5, 4)), LABELS)
     with pytest.raises(BaselineError, match="test split is empty"):
         base.metrics(np.zeros((0, 4)), "test")
+
+
+# ---- issue 22 item 8: one function decides "beats the baseline" ------------------------------------
+
+
+def test_beats_baseline_is_strictly_above_the_baselines_val_micro_f1_and_nan_never_beats():
+    from trainable.baselines import BEATS_BASELINE_RULE, beats_baseline
+
+    assert beats_baseline(0.2668, 0.2667)
+    assert not beats_baseline(0.2667, 0.2667)  # a tie is not a win: "predict nothing" ties a model that learned nothing
+    assert not beats_baseline(0.2500, 0.2667)
+    assert not beats_baseline(float("nan"), 0.2667)
+    assert "cross-validation inside val" in BEATS_BASELINE_RULE and "validation micro-F1" in BEATS_BASELINE_RULE

@@ -241,3 +241,34 @@ def test_the_cv_guard_is_deterministic():
     assert any((a != b).any() for a, b in zip(folds_a, other))
     with pytest.raises(ValueError, match="guard"):
         choose_thresholds(probs, targets, guard="holdout")
+
+
+# ---- issue 22 item 8: the figure promotion compares with the baseline ----------------------------
+
+
+@pytest.mark.parametrize("data, kept", ((_same_calibration, False), (_different_calibration, True)))
+def test_cv_micro_f1_is_the_guards_out_of_fold_figure_of_the_thresholds_chosen(data, kept):
+    """The per-label rule's pooled out-of-fold micro F1 when the guard kept its thresholds, the global rule's when
+    it did not; on thresholds chosen on these images it sits below their in-sample figure."""
+    from trainable.metrics import choose_thresholds, cv_micro_f1, cv_predictions
+
+    probs, targets = data()
+    fast = dict(grid=COARSE_GRID, folds=5)
+    global_t, thresholds = choose_thresholds(probs, targets, 0.5, 40, **fast)
+    assert (thresholds != global_t).any() == kept
+    global_pred, own_pred = cv_predictions(probs, targets, 0.5, 40, **fast)
+    expected = skm.f1_score(targets, own_pred if kept else global_pred, average="micro")
+    assert cv_micro_f1(probs, targets, global_t, thresholds, 0.5, 40, **fast) == pytest.approx(expected)
+
+
+def test_cv_micro_f1_does_not_count_the_optimism_of_a_threshold_chosen_on_the_same_images():
+    """Issue 22 item 8: a global threshold re-chosen on weak scores looks better on the images it was chosen on
+    than out of fold; the cross-validated figure is the out-of-fold one."""
+    from trainable.metrics import choose_thresholds, cv_micro_f1
+
+    probs, targets = _same_calibration(seed=1)
+    global_t, thresholds = choose_thresholds(probs, targets, 0.5, 40, grid=COARSE_GRID)
+    assert (thresholds == global_t).all()  # the guard fell back to the global threshold
+    in_sample = skm.f1_score(targets, probs >= global_t, average="micro")
+    estimate = cv_micro_f1(probs, targets, global_t, thresholds, 0.5, 40, grid=COARSE_GRID)
+    assert estimate < in_sample - 0.005

@@ -14,7 +14,8 @@ Two rules, both read off the train split only:
   constant probabilities; the loss is its binary cross-entropy, comparable with `bce` runs.
 
 This module is the only place that computes baselines; train, eval, the search summary,
-promotion, the model card and MLflow (`baseline/...` metrics) all call it.
+promotion, the model card and MLflow (`baseline/...` metrics) all call it. `beats_baseline`
+is the only place that decides whether a model beats them (`BEATS_BASELINE_RULE` says how).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import log_loss
 
-from trainable.metrics import MetricsCollector
+from trainable.metrics import CV_FOLDS, MetricsCollector
 from trainable.errors import LabeltuneError
 
 PREFIX = "baseline/"
@@ -129,6 +130,23 @@ def for_splits(targets: np.ndarray, splits: dict[str, np.ndarray], labels: list[
         if split in splits and len(splits[split]):
             figures.update(base.metrics(targets[splits[split]], split))
     return base, figures
+
+
+BEATS_BASELINE_RULE = (f"promote moves the alias only when the model's validation micro-F1 at the thresholds it "
+                       f"chooses on val, estimated by {CV_FOLDS}-fold cross-validation inside val, beats the best "
+                       f"no-learning baseline's validation micro-F1")
+"""the rule `beats_baseline` applies, in one sentence for the search summary and promote's messages"""
+
+
+def beats_baseline(val_micro_f1: float, baseline_val_micro_f1: float) -> bool:
+    """The one test of "beats the no-learning baseline": validation micro-F1 strictly above the baseline's.
+
+    `val_micro_f1` is the model's at the thresholds it will be used with; thresholds chosen on
+    these very val images give an optimistic in-sample figure, so promotion passes the
+    cross-validated estimate (`trainable.metrics.cv_micro_f1`). Test figures never decide.
+    A NaN never beats anything.
+    """
+    return bool(float(val_micro_f1) > float(baseline_val_micro_f1))
 
 
 def compare_line(model_value: float, metrics: dict, split: str, metric: str = "micro_f1") -> str:

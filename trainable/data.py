@@ -56,6 +56,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 """image files `load` reads (named im<N> plus one of these)"""
 PREDICT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 """image files `list_images` picks up from a folder to predict on"""
+TSV_BREAKING = "\t\n\r"
+"""characters a file name cannot hold in a prediction TSV's Filename column"""
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 _DECODE_VERSION = "v1"  # bump when decoding changes, so stale caches are not reused
 _CHECK_VERSION = "v1"
@@ -469,17 +471,30 @@ def decode(dataset: Dataset, color: str = "rgb", cache_dir: str | os.PathLike | 
     return np.load(path, mmap_mode="r")
 
 
-def list_images(folder: str | os.PathLike) -> tuple[list[Path], int]:
-    """Image files of a folder to predict on (im<N> by N first, then others by name) and how many files were not images."""
+def breaks_tsv(path: str | os.PathLike) -> bool:
+    """The file name holds a tab or line break (`TSV_BREAKING`): it cannot be a prediction TSV's Filename."""
+    return any(c in Path(path).name for c in TSV_BREAKING)
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A path as a user reads it, a tab or line break in it written as \\t, \\n or \\r (not PosixPath('...'))."""
+    return str(path).replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def list_images(folder: str | os.PathLike, any_name: bool = False) -> tuple[list[Path], int]:
+    """Image files of a folder to predict on (im<N> by N first, then others by name) and how many files were not images.
+
+    An image whose name `breaks_tsv` is refused, unless `any_name` (for a caller that refuses or skips it itself).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: no such folder")
     images, ignored = [], 0
     for entry in os.scandir(folder):
         _refuse_dangling(entry, folder / entry.name)
-        if any(c in entry.name for c in "\t\n\r") and Path(entry.name).suffix.lower() in PREDICT_SUFFIXES:
-            raise DatasetError(f"{folder / entry.name!r}: a tab or line break in the file name would break the "
-                               f"prediction TSV's columns; rename the file")
+        if not any_name and breaks_tsv(entry.name) and Path(entry.name).suffix.lower() in PREDICT_SUFFIXES:
+            raise DatasetError(f"{shown_path(folder / entry.name)}: a tab or line break in the file name would break "
+                               f"the prediction TSV's columns; rename the file")
         if entry.is_file() and Path(entry.name).suffix.lower() in PREDICT_SUFFIXES and not entry.name.startswith("."):
             images.append(Path(entry.path).absolute())
         else:

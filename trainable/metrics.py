@@ -16,7 +16,8 @@ threshold re-chosen for micro F1, then a threshold of its own for each label wit
 `MIN_LABEL_POSITIVES` validation positives (`tune_thresholds`), reverted label by label
 while they lower validation micro F1 (`keep_micro_f1`), and kept only if they also beat the
 global threshold out of sample, by 5-fold cross-validation inside the validation split
-(`THRESHOLD_GUARD` "cv", `cv_predictions`).
+(`THRESHOLD_GUARD` "cv", `cv_predictions`). `cv_micro_f1` is that cross-validated figure for
+the thresholds chosen: what promotion compares with the no-learning baseline.
 """
 
 from __future__ import annotations
@@ -289,6 +290,34 @@ def cv_predictions(probs: np.ndarray, targets: np.ndarray, default: float = 0.5,
         global_pred[held] = probs[held] >= g
         own_pred[held] = probs[held] >= t[None, :]
     return global_pred, own_pred
+
+
+CV_METRIC = "val/cv_micro_f1"
+"""the key of `cv_micro_f1`'s figure among a promotion's metrics (its checkpoint, its MLflow run)"""
+
+
+def cv_micro_f1(probs: np.ndarray, targets: np.ndarray, global_threshold: float, thresholds: np.ndarray,
+                default: float = 0.5, min_positives: float = MIN_LABEL_POSITIVES, *, guard: str = THRESHOLD_GUARD,
+                shrink: float = 1.0, folds: int = CV_FOLDS, seed: int = CV_SEED,
+                grid: np.ndarray = THRESHOLD_GRID) -> float:
+    """Micro F1 that (global_threshold, thresholds), chosen by `choose_thresholds` on (probs, targets), score on
+    images they were not chosen on: the pooled out-of-fold micro F1 of `cv_predictions` for the rule they come from.
+
+    That is the per-label rule when any label kept a threshold of its own, else the global one
+    (for guard "cv-label", the global rule with the kept labels' columns from the per-label one):
+    the very figure the "cv" guard compares. Pass the arguments given to `choose_thresholds`.
+    In sample, thresholds picked from a grid on these images score higher than they will on
+    others; promotion compares this figure with the baseline (`trainable.baselines.beats_baseline`).
+    """
+    global_pred, own_pred = cv_predictions(probs, targets, default, min_positives, shrink=shrink, folds=folds,
+                                           seed=seed, grid=grid)
+    own = np.asarray(thresholds, dtype=np.float64) != float(global_threshold)
+    if guard == "cv-label":
+        pred = global_pred.copy()
+        pred[:, own] = own_pred[:, own]
+    else:
+        pred = own_pred if own.any() else global_pred
+    return _micro_f1(_numpy(targets) > 0, pred)
 
 
 def keep_micro_f1(probs: np.ndarray, targets: np.ndarray, tuned: np.ndarray, default: float) -> np.ndarray:

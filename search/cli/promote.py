@@ -43,8 +43,10 @@ def promote(search_name, metric, alias, model_name, tracking_uri, storage, card,
     click.echo(f"baseline (no learning): {p.baseline_rule}: val micro F1 {p.baseline_val_micro_f1:.4f}, "
                f"test micro F1 {p.baselines[PREFIX + 'test/micro_f1']:.4f}, "
                f"test macro F1 {p.baselines[PREFIX + 'test/macro_f1']:.4f}")
-    click.echo(f"model: val micro F1 {p.val_micro_f1:.4f}; test micro F1 {p.test['trial']['test/micro_f1']:.4f} "
-               f"(trial threshold) -> {p.test_global['test/micro_f1']:.4f} (global {p.global_threshold:.2f}) -> "
+    click.echo(f"model: val micro F1 {p.val_cv_micro_f1:.4f} cross-validated inside val, the figure that decides "
+               f"({p.val_micro_f1:.4f} on the images the thresholds were chosen on); "
+               f"test micro F1 {p.test['trial']['test/micro_f1']:.4f} (trial threshold) -> "
+               f"{p.test_global['test/micro_f1']:.4f} (global {p.global_threshold:.2f}) -> "
                f"{p.test_per_label['test/micro_f1']:.4f} (per-label thresholds); "
                f"macro F1 {p.test_global['test/macro_f1']:.4f} -> {p.test_per_label['test/macro_f1']:.4f}")
     if p.version:
@@ -59,7 +61,8 @@ def promote(search_name, metric, alias, model_name, tracking_uri, storage, card,
     if p.below_baseline:
         if not allow_below_baseline:
             raise click.ClickException(p.baseline_line())
-        click.echo(f"warning: {p.baseline_line().split(';')[0]}; promoted anyway (--allow-below-baseline)", err=True)
+        click.echo(f"warning: {p.decision_line()} ({p.baseline_rule}); promoted anyway (--allow-below-baseline)",
+                   err=True)
 
 
 @click.command()
@@ -79,19 +82,31 @@ def pred(checkpoint_path, registered, tracking_uri, images_dir, out, scores, dev
 
     if bool(checkpoint_path) == bool(registered):
         raise click.UsageError("give exactly one of --checkpoint or --registered")
+    paths, ignored = data_mod.list_images(images_dir, any_name=True)  # before the model: a bad folder fails fast
+    if not paths:
+        raise data_mod.DatasetError(f"{images_dir}: no images to label (files ending in "
+                                    f"{', '.join(data_mod.PREDICT_SUFFIXES)}; {ignored} other files); nothing written")
+    badly_named = [path for path in paths if data_mod.breaks_tsv(path)]  # a TSV's Filename cannot hold them
+    if badly_named and not skip_bad_images:
+        raise data_mod.DatasetError(f"{data_mod.shown_path(badly_named[0])}: a tab or line break in the file name "
+                                    f"cannot go in the TSV's Filename column; rename the file, or pass "
+                                    f"--skip-bad-images to leave it out")
+    paths = [path for path in paths if not data_mod.breaks_tsv(path)]
     if registered:
         from search.promote import resolve_registered
 
         checkpoint_path = resolve_registered(registered, tracking_uri)
     predictor = load_predictor(ckpt_io.load(checkpoint_path), device)  # a single checkpoint or an ensemble
-    paths, ignored = data_mod.list_images(images_dir)
     images, kept = data_mod.decode_files(paths, predictor.cfg.color, progress=True, skip_bad_images=skip_bad_images)
+    if not kept:
+        raise data_mod.DatasetError(f"{images_dir}: none of its {len(paths) + len(badly_named)} images can be "
+                                    f"labelled (each one skipped as a bad image); nothing written")
     probs, predictions = predictor.predict(images)
     write_predictions(Path(out), kept, predictor.labels, probs if scores else predictions)
-    skipped = len(paths) - len(kept)
+    skipped = len(paths) - len(kept) + len(badly_named)
     click.echo(f"wrote {len(kept)} rows to {Path(out).resolve()}"
                + (f" ({ignored} non-image files ignored)" if ignored else "")
-               + (f" ({skipped} unreadable images skipped)" if skipped else ""))
+               + (f" ({skipped} bad images skipped: unreadable, or a tab or line break in the name)" if skipped else ""))
 
 
 def write_predictions(path: Path, image_paths: list, labels: list[str], values) -> None:

@@ -2,17 +2,22 @@
 
 Tune's own reporter prints every parameter of every trial; this prints one status line
 and the running trials, at most every `every_s` seconds and whenever a trial ends.
+
+The best line covers every trial Tune holds, the ones a resume restored from Tune's saved
+state included: each trial's best comes from Tune's per-trial metric summary (trial_best),
+which the saved state keeps, not only from the results this driver has seen.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 
 import click
 from ray.tune import Callback
 
-from trainable.metrics import PRIMARY_METRIC
+from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
 
 SHOWN_PARAMS = ("model", "optimizer", "loss", "batch_size")
 
@@ -23,6 +28,28 @@ def describe(config: dict) -> str:
     lr = config.get(f"lr_{opt}", config.get("lr"))
     lr_text = f"@{lr:.2g}" if isinstance(lr, float) else ""
     return f"{config.get('model', '?')} {opt}{lr_text} {config.get('loss', '?')} bs{config.get('batch_size', '?')}"
+
+
+def trial_best(trial) -> float | None:
+    """A Tune trial's best PRIMARY_METRIC so far (None before its first score).
+
+    Ray 2.x's `Trial.metric_analysis[metric]` holds "max"/"min"/"last" over every result the trial
+    reported and is saved in Tune's experiment state, so a trial restored by a resume has it
+    before it reports again (tests/test_progress.py fails loudly if it goes away); its
+    `last_result` is the fallback.
+    """
+    value = ((getattr(trial, "metric_analysis", None) or {}).get(PRIMARY_METRIC) or {}).get(PRIMARY_MODE)
+    if not _finite(value):
+        value = (getattr(trial, "last_result", None) or {}).get(PRIMARY_METRIC)
+    return float(value) if _finite(value) else None
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _better(a: float, b: float) -> bool:
+    return a > b if PRIMARY_MODE == "max" else a < b
 
 
 class LiveTable(Callback):
@@ -36,9 +63,20 @@ class LiveTable(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         value = result.get(PRIMARY_METRIC)
-        if isinstance(value, (int, float)) and (self.best is None or value > self.best[0]):
-            self.best = (float(value), trial.trial_id, describe(trial.config))
+        if _finite(value):
+            self._offer(float(value), trial)
         self._maybe_print(trials)
+
+    def _offer(self, value: float, trial) -> None:
+        if self.best is None or _better(value, self.best[0]):
+            self.best = (value, trial.trial_id, describe(trial.config))
+
+    def _update_best(self, trials) -> None:
+        """The best over every trial Tune holds (restored ones included), not only the results seen here."""
+        for t in trials:
+            value = trial_best(t)
+            if value is not None:
+                self._offer(value, t)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._maybe_print(trials, force=True)
@@ -52,6 +90,7 @@ class LiveTable(Callback):
         if not force and now - self.last_print < self.every_s:
             return
         self.last_print = now
+        self._update_best(trials)
         counts: dict[str, int] = {}
         for t in trials:
             counts[t.status] = counts.get(t.status, 0) + 1

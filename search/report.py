@@ -7,8 +7,9 @@
 
 Everything is read from the files a search leaves (the record, Tune's `trial_<id>/result.json`,
 the kept Optuna study `optuna.db`), so it works on a finished, interrupted or running search
-and never imports Ray. `search.tuner._finish` logs it to the parent run at the end of a search
-and of each resume.
+and needs no Ray cluster (Ray is imported, only for the names search/outcome.py and
+search/study.py define). `search.tuner._finish` logs it to the parent run at the end of a
+search and of each resume.
 
 Importance is Optuna's PED-ANOVA (`get_param_importances`' default evaluator): in Optuna 5 it
 partitions the trials of each parameter by whether the parameter was suggested, so the
@@ -18,6 +19,17 @@ and nothing is computed below MIN_TRIALS_FOR_IMPORTANCE trials. It is computed o
 trial has: `val/micro_f1` at the first ASHA rung (epoch = grace period). A stopped trial's final
 value comes from an earlier epoch than a finished one's, so Optuna's own trial values would
 reward surviving ASHA, not the parameters.
+
+A trial's outcome (search/outcome.py's words: finished, stopped early, ended by the stop,
+failed, never ran, unfinished) is what the kept study holds for it, matched by its Tune trial
+id: the outcome attribute the driver wrote when it ended (search.study.settle), else one read
+from the trial's Optuna state (a search still running, or from before outcomes were kept):
+COMPLETE or PRUNED is finished when it ran every epoch, else stopped early; FAIL is failed;
+RUNNING is unfinished. A trial the study does not hold gets its outcome from its epochs. The
+trials Optuna holds as COMPLETE or PRUNED are `completed` (finished, stopped early or ended by
+the stop): importance is computed on them. Warm-start trials ran in another search and are not
+counted. A damaged study file stops the report with one line (search.record.load_kept_study)
+before anything is written.
 """
 
 from __future__ import annotations
@@ -31,8 +43,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search.catalog import trial_results, tune_trial_folders
-from search.record import STUDY_FILE, TUNE_TRIAL_ATTR, SearchRecord
+from search.catalog import trial_results, tune_trial_ids
+from search.outcome import OUTCOME_ATTR, OUTCOMES, started
+from search.record import STUDY_FILE, TUNE_TRIAL_ATTR, SearchRecord, load_kept_study
+from search.record import WARM_FROM
 from search.space import ASL_KNOBS, choices
 from search.tuner import ASHA_REDUCTION
 from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
@@ -48,7 +62,7 @@ MIN_TRIALS_PER_PARAM = 5 * ASHA_REDUCTION
 Optuna's PED-ANOVA notes ask for). A conditional parameter is assessed on the trials that have it, and a
 continuous one held by 4-8 trials outranks a real signal by its kernel density alone (probe below)"""
 MIN_TRIALS_FOR_IMPORTANCE = 30
-"""finished trials with a first-rung score before any importance is computed; below, "too few trials".
+"""completed trials with a first-rung score before any importance is computed; below, "too few trials".
 Probe (the quick space, random sampling, only the model setting the first-rung score, 6-12 sampler seeds):
 PED-ANOVA ranked `model` first in 3 of 6 at 15 trials, 9 of 12 at 20, 11 of 12 at 30 and 6 of 6 at 45
 with MIN_TRIALS_PER_PARAM; without it, in 2 of 12 at 30 (an `lr_<optimizer>` or `asl_*` came first)."""
@@ -65,6 +79,13 @@ FIRST_AXES = ("model", "optimizer", "lr", "loss", "batch_size")
 """the parallel-coordinates axes that come first, when the space searches them; the rest follow in space order,
 the conditional ones (`width`, `asl_*`) last, so that their gaps do not cut every other trial's line"""
 CONDITIONAL = ("width", *ASL_KNOBS)
+OUTCOME_WORDS = {"finished": "finished", "stopped_early": "stopped early", "ended_by_stop": "ended by the stop",
+                 "failed": "failed", "never_ran": "never ran", "unfinished": "unfinished"}
+"""search/outcome.py's OUTCOMES as the report writes them"""
+ALWAYS_SHOWN = ("finished", "stopped_early", "failed")
+"""outcomes the report counts even when no trial has them; the others only when some do"""
+STUDY_CONSEQUENCE = ("without it the report has no importance and takes each trial's outcome from its epochs "
+                     "(a failed trial then counts as stopped early)")
 
 
 @dataclass
@@ -83,6 +104,8 @@ class TrialSummary:
     seconds: float
     rung_score: float | None
     """PRIMARY_METRIC at the first ASHA rung (epoch = grace period)"""
+    outcome: str = "finished"
+    """one of search/outcome.py's OUTCOMES, as the kept study holds it (the module docstring says how)"""
 
 
 @dataclass
@@ -90,7 +113,7 @@ class Importance:
     values: dict[str, float]
     """parameter -> PED-ANOVA importance (sums to 1), most important first; empty when not computed"""
     trials: int
-    """the finished trials with a first-rung score it is (or would be) computed on"""
+    """the completed trials with a first-rung score it is (or would be) computed on"""
     note: str = ""
     """why it is empty, or what was left out"""
     skipped: dict[str, int] = field(default_factory=dict)
@@ -98,15 +121,13 @@ class Importance:
 
 
 @dataclass
-class Budget:
-    """Trial-epochs spent on trials that ran to max epochs and on those stopped before."""
+class Spent:
+    """What the trials of one outcome cost."""
 
-    full_trials: int = 0
-    full_epochs: int = 0
-    full_s: float = 0.0
-    stopped_trials: int = 0
-    stopped_epochs: int = 0
-    stopped_s: float = 0.0
+    trials: int = 0
+    epochs: int = 0
+    """trial-epochs trained (result rows: a resumed trial may train an epoch twice)"""
+    seconds: float = 0.0
 
 
 @dataclass
@@ -116,11 +137,16 @@ class SearchReport:
     """the first ASHA rung, in epochs (the grace period, at most max epochs)"""
     max_epochs: int
     trials: list[TrialSummary]
-    """best first; trials without a score last"""
+    """best first; trials without a score last (one the study holds that never reported: no epochs)"""
     history: list[tuple[int, float, float, str]]
-    """each trial-epoch in arrival order: (trial-epochs so far, its score, best so far, trial id)"""
+    """each scored trial-epoch in arrival order: (trial-epochs so far, its score, best so far, trial id)"""
     importance: Importance
-    budget: Budget
+    budget: dict[str, Spent]
+    """outcome (search/outcome.py's OUTCOMES, each present) -> what its trials cost"""
+    lost: int = 0
+    """trials of the kept study that Tune's saved state does not hold (a driver killed between snapshots)"""
+    study_kept: bool = True
+    """whether the outcomes come from a kept study (False: from epochs)"""
     figures: dict[str, Path] = field(default_factory=dict)
     """figure name -> PNG, once write_report drew them"""
 
@@ -132,6 +158,15 @@ class SearchReport:
     def baseline(self) -> float | None:
         return self.record.baselines.get(f"baseline/{PRIMARY_METRIC}")
 
+    @property
+    def total_epochs(self) -> int:
+        return sum(spent.epochs for spent in self.budget.values())
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Trials per outcome (every one of OUTCOMES), as the record's `counts` holds them."""
+        return {outcome: self.budget[outcome].trials for outcome in OUTCOMES}
+
 
 # ---- analysis ------------------------------------------------------------------
 
@@ -142,17 +177,50 @@ def analyse(path: Path) -> SearchReport:
     record = SearchRecord.read(path)
     max_epochs = int(record.options.get("epochs") or record.constants.get("epochs") or 1)
     rung = min(int(record.options.get("grace_period") or 1), max_epochs)
+    kept = (load_kept_study(path, record.name, STUDY_CONSEQUENCE).get_trials(deepcopy=False)
+            if (path / STUDY_FILE).is_file() else None)
     results = trial_results(path)
     # A stopped search's orphans (folders no Tune snapshot names) are not trials; a running one's are new.
-    known = tune_trial_folders(path) if record.status != "running" else None
+    known = tune_trial_ids(path) if record.status != "running" else None
     if known is not None:
-        results = {folder: rows for folder, rows in results.items() if folder in known}
+        results = {folder: rows for folder, rows in results.items() if folder.removeprefix("trial_") in known}
     trials = [summarise_trial(folder, rows, path, rung) for folder, rows in results.items() if rows]
+    lost = assign_outcomes(trials, kept, known, max_epochs)
     sign = 1.0 if PRIMARY_MODE == "max" else -1.0
     trials.sort(key=lambda t: (t.best is None, -sign * (t.best or 0.0)))
     return SearchReport(record=record, rung=rung, max_epochs=max_epochs, trials=trials,
-                        history=optimisation_history(results), budget=budget(trials, max_epochs),
-                        importance=param_importance(path, record.name, {t.trial_id: t for t in trials}, rung))
+                        history=optimisation_history(results), budget=budget(trials),
+                        importance=param_importance(kept, path / STUDY_FILE, {t.trial_id: t for t in trials}, rung),
+                        lost=lost, study_kept=kept is not None)
+
+
+def assign_outcomes(trials: list[TrialSummary], kept: list | None, known: set[str] | None, max_epochs: int) -> int:
+    """Give each trial its outcome from the kept study; add the study's trials that never reported.
+
+    `kept`: the kept study's trials (None: no study, outcomes from epochs); `known`: the Tune trial
+    ids of Tune's saved state (None: every trial the study holds counts). Returns how many of the
+    study's own trials Tune's saved state does not hold (lost by a killed driver; not counted).
+    """
+    from optuna.trial import TrialState
+
+    own = [t for t in kept or [] if WARM_FROM not in t.user_attrs]
+    by_id = {str(t.user_attrs[TUNE_TRIAL_ATTR]): t for t in own if TUNE_TRIAL_ATTR in t.user_attrs}  # the last wins
+    counted = {tune_id: t for tune_id, t in by_id.items() if known is None or tune_id in known}
+    reported = {t.trial_id for t in trials}
+    trials += [TrialSummary(trial_id=tune_id, config=dict(t.params), best=None, best_epoch=0, epochs=0, epochs_run=0,
+                            seconds=0.0, rung_score=None) for tune_id, t in counted.items() if tune_id not in reported]
+    for summary in trials:
+        trial = counted.get(summary.trial_id)
+        state = trial.state if trial is not None else None
+        if trial is not None and trial.user_attrs.get(OUTCOME_ATTR) in OUTCOMES:
+            summary.outcome = trial.user_attrs[OUTCOME_ATTR]  # what the driver decided when it ended
+        elif state == TrialState.FAIL:
+            summary.outcome = "failed"
+        elif state in (TrialState.RUNNING, TrialState.WAITING):
+            summary.outcome = "unfinished"
+        else:  # COMPLETE, PRUNED (KeptOptunaSearch's pruned_below), or not in the study
+            summary.outcome = "finished" if summary.epochs >= max_epochs else "stopped_early"
+    return len(by_id) - len(counted)  # not the study's trials without a Tune id: queued recipes that never ran
 
 
 def summarise_trial(folder: str, rows: list[dict], path: Path, rung: int) -> TrialSummary:
@@ -193,51 +261,42 @@ def optimisation_history(results: dict[str, list[dict]]) -> list[tuple[int, floa
     return history
 
 
-def budget(trials: list[TrialSummary], max_epochs: int) -> Budget:
-    """Split the trial-epochs (and seconds) between trials that reached max_epochs and those stopped before."""
-    out = Budget()
+def budget(trials: list[TrialSummary]) -> dict[str, Spent]:
+    """Split the trials, trial-epochs and seconds by outcome (every one of OUTCOMES present)."""
+    out = {outcome: Spent() for outcome in OUTCOMES}
     for t in trials:
-        if t.epochs >= max_epochs:
-            out.full_trials += 1
-            out.full_epochs += t.epochs_run
-            out.full_s += t.seconds
-        else:
-            out.stopped_trials += 1
-            out.stopped_epochs += t.epochs_run
-            out.stopped_s += t.seconds
+        spent = out[t.outcome]
+        spent.trials += 1
+        spent.epochs += t.epochs_run
+        spent.seconds += t.seconds
     return out
 
 
-def param_importance(path: Path, study_name: str, trials: dict[str, TrialSummary], rung: int) -> Importance:
-    """PED-ANOVA importance of each parameter for the first-rung score, on the kept study's finished trials.
+def param_importance(kept: list | None, study_file: Path, trials: dict[str, TrialSummary], rung: int) -> Importance:
+    """PED-ANOVA importance of each parameter for the first-rung score, on the kept study's completed trials.
 
-    An in-memory study gets the kept study's COMPLETE trials (their params and distributions, so
-    conditional parameters stay conditional) with value = the trial's PRIMARY_METRIC at the first rung.
-    Left out: warm-start trials (they ran in another search) and trials without a score at that epoch.
+    `kept`: the kept study's trials (None: no study file). An in-memory study gets its completed
+    trials (COMPLETE or PRUNED; their params and distributions, so conditional parameters stay
+    conditional) with value = the trial's PRIMARY_METRIC at the first rung. Left out: warm-start
+    trials (they ran in another search) and trials without a score at that epoch.
     """
     import optuna
     from optuna.trial import TrialState, create_trial
 
-    study_file = Path(path) / STUDY_FILE
-    if not study_file.is_file():
+    if kept is None:
         return Importance({}, 0, f"no Optuna study kept in {study_file} (a search from before studies were kept)")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        kept = optuna.load_study(study_name=study_name, storage=f"sqlite:///{study_file.resolve()}")
-    except KeyError:
-        return Importance({}, 0, f"{study_file} holds no study named {study_name}")
-    finished = kept.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    warm = [t for t in finished if "warm_start_from" in t.user_attrs]
-    ours = [t for t in finished if "warm_start_from" not in t.user_attrs]
+    finished = [t for t in kept if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    warm = [t for t in finished if WARM_FROM in t.user_attrs]
+    ours = [t for t in finished if WARM_FROM not in t.user_attrs]
     rung_scores = {trial_id: t.rung_score for trial_id, t in trials.items() if t.rung_score is not None}
     scored = [(t, rung_scores[t.user_attrs[TUNE_TRIAL_ATTR]]) for t in ours
               if t.user_attrs.get(TUNE_TRIAL_ATTR) in rung_scores]
     left_out = [f"{len(warm)} warm-start trials (scored in another search)"] if warm else []
     if len(ours) > len(scored):
-        left_out.append(f"{len(ours) - len(scored)} finished trials without a score at epoch {rung}")
+        left_out.append(f"{len(ours) - len(scored)} completed trials without a score at epoch {rung}")
     left = f"; left out: {', '.join(left_out)}" if left_out else ""
     if len(scored) < MIN_TRIALS_FOR_IMPORTANCE:
-        return Importance({}, len(scored), f"too few trials: {len(scored)} finished trials with a score at epoch "
+        return Importance({}, len(scored), f"too few trials: {len(scored)} completed trials with a score at epoch "
                           f"{rung}, importance needs {MIN_TRIALS_FOR_IMPORTANCE} (below that PED-ANOVA's ranking "
                           f"is mostly noise){left}")
     values = sorted((score for _, score in scored), reverse=PRIMARY_MODE == "max")
@@ -281,14 +340,28 @@ def text_lines(report: SearchReport) -> list[str]:
 
 def header_lines(report: SearchReport) -> list[str]:
     r = report.record
-    lines = [f"search {r.name} ({r.status}): {len(report.trials)} trials of {r.options.get('trials', '?')}, "
-             f"at most {report.max_epochs} epochs each, first ASHA rung at epoch {report.rung}; {report.path}"]
+    lines = [f"search {r.name} ({r.status}): {started(report.counts)} trials of {r.options.get('trials', '?')}, "
+             f"at most {report.max_epochs} epochs each, first ASHA rung at epoch {report.rung}; {report.path}",
+             outcome_line(report)]
     best = report.trials[0].best if report.trials and report.trials[0].best is not None else None
     if report.baseline is not None:
         versus = f"; best trial {best - report.baseline:+.4f}" if best is not None else ""
         lines.append(f"baseline (no learning, {r.baseline_rule or 'record'}): {PRIMARY_METRIC} "
                      f"{report.baseline:.4f}{versus}")
     return lines
+
+
+def outcome_line(report: SearchReport) -> str:
+    """`trials: 2 finished, 4 stopped early, 0 failed` (and any other outcome some trial has), as the study says."""
+    words = {**OUTCOME_WORDS, "unfinished": "running" if report.record.status == "running" else "unfinished"}
+    n = report.counts
+    line = "trials: " + ", ".join(f"{n[o]} {words[o]}" for o in OUTCOMES if o in ALWAYS_SHOWN or n[o])
+    if report.lost:
+        line += (f"; the study also holds {report.lost} trial{'s' * (report.lost != 1)} Tune's saved state lost "
+                 f"(a driver killed between snapshots), not counted")
+    if not report.study_kept:
+        line += " (no kept study: outcomes from epochs, a failed trial counts as stopped early)"
+    return line
 
 
 def sections(report: SearchReport) -> dict[str, list[str]]:
@@ -328,17 +401,24 @@ def importance_lines(report: SearchReport) -> list[str]:
 
 
 def history_lines(report: SearchReport) -> list[str]:
-    """The best so far at fixed shares of the trial-epochs spent (HISTORY_MARKS), and where the best was found."""
+    """The best so far near fixed shares of the trial-epochs spent (HISTORY_MARKS), and where the best was found.
+
+    Each row is the last scored trial-epoch at or before its mark, with its own share of the total:
+    marks that land on the same point (a short search, epochs without a score) give one row.
+    The figure (plot_history) has every point.
+    """
     if not report.history:
         return ["no epoch reported a score yet"]
-    total = report.budget.full_epochs + report.budget.stopped_epochs
+    total = report.total_epochs
     lines = [f"  {'trial-epochs':>12}  {'best ' + PRIMARY_METRIC:>18}  trial"]
+    shown = set()
     for mark in HISTORY_MARKS:
         reached = [point for point in report.history if point[0] <= math.ceil(mark * total)]
-        if reached:
+        if reached and reached[-1][0] not in shown:
             spent, _, best, _ = reached[-1]
+            shown.add(spent)
             holder = next(trial_id for _, score, b, trial_id in reached if b == best and score == best)
-            lines.append(f"  {f'{spent} ({mark:.0%})':>12}  {best:>18.4f}  {holder}")
+            lines.append(f"  {f'{spent} ({spent / total:.0%})':>12}  {best:>18.4f}  {holder}")
     last = report.history[-1][2]
     found = next(spent for spent, _, best, _ in report.history if best == last)
     lines.append(f"the best was found after {found} of {total} trial-epochs ({found / max(total, 1):.0%})")
@@ -346,19 +426,24 @@ def history_lines(report: SearchReport) -> list[str]:
 
 
 def budget_lines(report: SearchReport) -> list[str]:
+    """Trials, trial-epochs and minutes by outcome (ALWAYS_SHOWN, and the others some trial has)."""
     b = report.budget
-    total_epochs, total_s = b.full_epochs + b.stopped_epochs, b.full_s + b.stopped_s
+    total_epochs, total_s = report.total_epochs, sum(spent.seconds for spent in b.values())
     if not total_epochs:
         return ["no epoch trained yet"]
-    why = "ASHA, --target/--plateau, an error or an interrupt"
-    if report.record.status == "running":
-        why += ", or still running"
-    rows = ((f"ran to {report.max_epochs} epochs", b.full_trials, b.full_epochs, b.full_s, ""),
-            ("stopped before", b.stopped_trials, b.stopped_epochs, b.stopped_s, f"  ({why})"))
-    width = max(len(row[0]) for row in rows)
-    return [f"  {label + ':':<{width + 1}} {n:>4} trials {epochs:>6} trial-epochs ({epochs / total_epochs:>4.0%}) "
-            f"{seconds / 60:8.1f} min{note}" for label, n, epochs, seconds, note in rows] + [
-        f"  in all: {len(report.trials)} trials, {total_epochs} trial-epochs, {total_s / 60:.1f} trial-minutes"]
+    running = report.record.status == "running"
+    labels = {"finished": (f"finished (all {report.max_epochs} epochs)", ""),
+              "stopped_early": ("stopped early", "  (ASHA)"),
+              "ended_by_stop": ("ended by the stop", f"  ({report.record.stop_reason or '--target/--plateau'})"),
+              "failed": ("failed", "  (an error)"),
+              "never_ran": ("never ran", "  (suggested, but the search ended first)"),
+              "unfinished": ("running" if running else "unfinished",
+                             "" if running else "  (interrupted: search --resume continues them)")}
+    shown = [outcome for outcome in OUTCOMES if outcome in ALWAYS_SHOWN or b[outcome].trials]
+    width = max(len(labels[outcome][0]) for outcome in shown)
+    return [f"  {labels[o][0] + ':':<{width + 1}} {b[o].trials:>4} trials {b[o].epochs:>6} trial-epochs "
+            f"({b[o].epochs / total_epochs:>4.0%}) {b[o].seconds / 60:8.1f} min{labels[o][1]}" for o in shown] + [
+        f"  in all: {started(report.counts)} trials, {total_epochs} trial-epochs, {total_s / 60:.1f} trial-minutes"]
 
 
 def trial_lr(config: dict) -> float | None:

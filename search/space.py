@@ -275,8 +275,25 @@ def distribution(domain: Any):
 
 
 def fits(space: dict[str, Any], params: dict[str, Any]) -> bool:
-    """Whether a trial's suggested parameters are all searchable values of `space` (for a warm start)."""
-    return all(distribution(space.get(name)) is not None and _holds(space[name], value) for name, value in params.items())
+    """Whether a trial's suggested parameters all fit `space`: a searchable value, or the value it fixes."""
+    return warm_params(space, params) is not None
+
+
+def warm_params(space: dict[str, Any], params: dict[str, Any]) -> dict[str, Any] | None:
+    """A trial's parameters as `space` searches them (for a warm start), or None when one does not fit.
+
+    A parameter the space searches keeps its value if the space holds it; one the space fixes to
+    that same value (`model: cnn4` for a trial with model=cnn4) is dropped, since the study does not
+    search it; any other value, or a parameter the space does not know, does not fit.
+    """
+    kept = {}
+    for name, value in params.items():
+        domain = space.get(name)
+        if name not in space or not _holds(domain, value):
+            return None
+        if distribution(domain) is not None:
+            kept[name] = value
+    return kept
 
 
 def _holds(domain: Any, value: Any) -> bool:

@@ -17,12 +17,15 @@ COMPLETE (Optuna cannot change a finished trial): its result is real, only Tune 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
 
 from ray.tune.search.optuna import OptunaSearch
 
-from search.record import STUDY_FILE, TUNE_TRIAL_ATTR, study_url  # noqa: F401  (re-exported)
+from search.record import (  # noqa: F401  (re-exported)
+    STUDY_FILE, TUNE_TRIAL_ATTR, WARM_FROM, WARM_ORIGIN, load_kept_study, study_url)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,25 @@ class KeptOptunaSearch(OptunaSearch):
     def __init__(self, *args, pruned_below: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.pruned_below = pruned_below
+        self._finished_before: set[int] | None = None
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self._finished_before = None  # a new driver reads the study again
+
+    def _told_before(self, trial_id: str) -> bool:
+        """Whether the study holds this trial as finished although Tune runs it: a driver lost between Optuna's
+        tell and Tune's snapshot. Its replay (trainable/trial.py) must not be told again. Reads the study once."""
+        trial = self._ot_trials.get(trial_id)
+        if trial is None:
+            return False
+        if getattr(self, "_finished_before", None) is None:
+            self._finished_before = {t.number for t in self._ot_study.get_trials(deepcopy=False) if t.state.is_finished()}
+        return trial.number in self._finished_before
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if not self._told_before(trial_id):
+            super().on_trial_result(trial_id, result)
 
     def suggest(self, trial_id: str):
         new = trial_id not in self._ot_trials
@@ -57,6 +79,9 @@ class KeptOptunaSearch(OptunaSearch):
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if self._told_before(trial_id):
+            self._completed_trials.add(trial_id)
+            return
         epochs = (result or {}).get("training_iteration")
         if (self.pruned_below is None or error or epochs is None or int(epochs) >= self.pruned_below
                 or trial_id not in self._ot_trials or trial_id in self._completed_trials):
@@ -91,32 +116,163 @@ def fail_zombies(search_path: Path, study_name: str, known_trial_ids: set[str]) 
     return len(zombies)
 
 
+
+
+def _origin(trial, source: str) -> tuple:
+    """Where a finished trial first ran: (search, number); a warm-start copy keeps its original's."""
+    if WARM_ORIGIN in trial.user_attrs:
+        return tuple(trial.user_attrs[WARM_ORIGIN])
+    if WARM_FROM in trial.user_attrs:  # a copy made before copies carried their origin
+        return (trial.user_attrs[WARM_FROM], json.dumps(trial.params, sort_keys=True), trial.value)
+    return (source, trial.number)
+
+
 def warm_start(search_path: Path, study_name: str, sources: list, space: dict) -> dict[str, dict[str, int]]:
     """Add the finished trials of earlier searches to this search's study before its first suggestion.
 
-    `sources`: (SearchRecord, folder) of each earlier search, already checked (same labels).
-    A trial is added only when every parameter it was given is a searchable value of `space`
-    (a changed space keeps the trials that fit it), with the distributions of this space, so
-    TPE reads old and new trials alike. Returns {source: {"added": n, "skipped": m}}.
+    `sources`: (SearchRecord, folder) of each earlier search, already checked (same labels, readable
+    study, no name twice). A trial is added when every parameter it was given is a searchable value of
+    `space`, or a value the space fixes (dropped: the study does not search it). It goes in with this
+    space's distributions, so TPE reads old and new trials alike, and never twice: a trial that is
+    already in the study by its origin (a copy in another source, a start that failed after seeding)
+    is not added again. The seeding is atomic: the study file is replaced only once every source is in.
+    Returns {source: {"added": its trials in the study, "skipped": outside the space, "duplicates": n}}.
     """
+    import shutil
+
     import optuna
     from optuna.trial import TrialState, create_trial
 
     from search import space as spaces
-
     from trainable.metrics import PRIMARY_MODE
 
-    direction = "maximize" if PRIMARY_MODE == "max" else "minimize"
-    study = optuna.create_study(study_name=study_name, storage=study_storage(search_path), direction=direction,
-                                load_if_exists=True)
-    summary = {}
-    for record, folder in sources:
-        old = optuna.load_study(study_name=record.name, storage=study_url(folder))
-        finished = old.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        kept = [t for t in finished if spaces.fits(space, t.params)]
-        study.add_trials([create_trial(params=t.params, value=t.value, user_attrs={**t.user_attrs,
-                                                                                    "warm_start_from": record.name},
-                                       distributions={k: spaces.distribution(space[k]) for k in t.params})
-                          for t in kept])
-        summary[record.name] = {"added": len(kept), "skipped": len(finished) - len(kept)}
+    study_file = Path(search_path) / STUDY_FILE
+    seeding = study_file.with_name(f".{STUDY_FILE}.seeding")
+    study_file.parent.mkdir(parents=True, exist_ok=True)
+    if study_file.exists():
+        shutil.copy2(study_file, seeding)
+    summary: dict[str, dict[str, int]] = {}
+    try:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{seeding.resolve()}")
+        study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True,
+                                    direction="maximize" if PRIMARY_MODE == "max" else "minimize")
+        present = {_origin(t, study_name) for t in study.get_trials(deepcopy=False) if WARM_FROM in t.user_attrs}
+        for record, folder in sources:
+            new, skipped, duplicates = [], 0, 0
+            for t in load_kept_study(folder, record.name).get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                params = spaces.warm_params(space, t.params)
+                origin = _origin(t, record.name)
+                if params is None:
+                    skipped += 1
+                elif origin in present:
+                    duplicates += 1
+                else:
+                    present.add(origin)
+                    new.append(create_trial(
+                        params=params, value=t.value, distributions={k: spaces.distribution(space[k]) for k in params},
+                        user_attrs={**t.user_attrs, WARM_FROM: record.name, WARM_ORIGIN: list(origin)}))
+            study.add_trials(new)
+            summary[record.name] = {"added": 0, "skipped": skipped, "duplicates": duplicates}
+        for t in study.get_trials(deepcopy=False):
+            if t.user_attrs.get(WARM_FROM) in summary:
+                summary[t.user_attrs[WARM_FROM]]["added"] += 1
+        storage.engine.dispose()
+        os.replace(seeding, study_file)
+    finally:
+        seeding.unlink(missing_ok=True)
     return summary
+
+
+def settle(search_path: Path, study_name: str, outcomes: dict, final: bool) -> None:
+    """Make the kept study say what search/outcome.py decided, for every trial of this search.
+
+    The outcomes and best-epoch scores go into the study's user attribute OUTCOMES_ATTR (Optuna
+    refuses attributes on a finished trial), keyed by Tune trial id and merged over resumes. A trial
+    still RUNNING in Optuna that Tune ended (a --target/--plateau stop ends running trials without
+    telling the searcher) is told COMPLETE with its last epoch's score, as OptunaSearch tells a
+    finished one; a failed or never-run one FAIL. Unfinished trials stay RUNNING: a resume continues
+    them. `final` (the search is over): a WAITING trial (a queued recipe that never ran) is marked FAIL.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    from search.outcome import COMPLETED, OUTCOME_ATTR, OUTCOMES_ATTR
+
+    if not (Path(search_path) / STUDY_FILE).is_file():
+        return  # a search started before the study was kept
+    storage = study_storage(search_path)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    study.set_user_attr(OUTCOMES_ATTR, {**study.user_attrs.get(OUTCOMES_ATTR, {}),
+                                        **{trial_id: {"outcome": item.outcome, "best": item.best}
+                                           for trial_id, item in outcomes.items()}})
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        item = outcomes.get(trial.user_attrs.get(TUNE_TRIAL_ATTR))
+        if item is not None and item.outcome != "unfinished":
+            storage.set_trial_user_attr(trial._trial_id, OUTCOME_ATTR, item.outcome)
+        if item is None:
+            if final and trial.state == TrialState.WAITING:
+                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        elif item.outcome in COMPLETED and item.last is not None:
+            storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [item.last])
+        elif item.outcome != "unfinished":
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+
+
+def kept_outcomes(search_path: Path, study_name: str) -> dict[str, dict]:
+    """Tune trial id -> {"outcome", "best"} as `settle` kept them in the study ({} for a study without them)."""
+    from search.outcome import OUTCOMES_ATTR
+
+    if not (Path(search_path) / STUDY_FILE).is_file():
+        return {}
+    return dict(load_kept_study(search_path, study_name).user_attrs.get(OUTCOMES_ATTR, {}))
+
+
+def finished_trial_ids(search_path: Path, study_name: str) -> set[str]:
+    """Tune trial ids of this search's trials the kept study holds as COMPLETE (or PRUNED): they must not train
+    again. A FAIL trial is not among them: a resume retries errored trials, as Tune's resume_errored does."""
+    from optuna.trial import TrialState
+
+    if not (Path(search_path) / STUDY_FILE).is_file():
+        return set()
+    trials = load_kept_study(search_path, study_name).get_trials(deepcopy=False)
+    return {t.user_attrs[TUNE_TRIAL_ATTR] for t in trials
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            and TUNE_TRIAL_ATTR in t.user_attrs and WARM_FROM not in t.user_attrs}
+
+
+def study_holds(search_path: Path, study_name: str, point: dict) -> bool:
+    """Whether the kept study already holds a finished trial with the values of `point` (a recipe)."""
+    from optuna.trial import TrialState
+
+    if not (Path(search_path) / STUDY_FILE).is_file():
+        return False
+    trials = load_kept_study(search_path, study_name).get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return any(all(t.params.get(k) == v for k, v in point.items()) for t in trials)
+
+
+def repair_stopped(search_path: Path, study_name: str) -> int:
+    """Settle the RUNNING trials an older labeltune's --target/--plateau stop left in a finished search's study.
+
+    From the trials' own results (Tune's result.json): a trial that reported is COMPLETE with its last
+    score, one that did not is FAIL. Returns how many were repaired.
+    """
+    from optuna.trial import TrialState
+
+    from search.catalog import trial_results
+    from trainable.metrics import PRIMARY_METRIC
+
+    if not (Path(search_path) / STUDY_FILE).is_file():
+        return 0
+    running = load_kept_study(search_path, study_name).get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return 0
+    results = trial_results(Path(search_path))
+    storage = study_storage(search_path)
+    for trial in running:
+        rows = [r for r in results.get(f"trial_{trial.user_attrs.get(TUNE_TRIAL_ATTR)}", []) if PRIMARY_METRIC in r]
+        if rows:
+            storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [rows[-1][PRIMARY_METRIC]])
+        else:
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    log.info("settled %d Optuna trials an earlier stop of %s left RUNNING", len(running), study_name)
+    return len(running)

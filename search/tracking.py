@@ -67,6 +67,8 @@ ROLE_TAG = "labeltune.role"
 TRIAL_TAG = "labeltune.trial_id"
 PARENT_RUN_TAG = "mlflow.parentRunId"
 BEST_TAG = "labeltune.best"
+STOP_TAG = "labeltune.stop_reason"
+"""the parent's: why --target or --plateau ended the search (absent when its budget did)"""
 BEST_MARK = "★ "
 """starts the run name of the search's best trial ("★ cnn5-adamw-a1b2c")"""
 EPOCH_METRICS = (
@@ -111,7 +113,7 @@ class MLflowTracker(Callback):
     def __init__(self, tracking_uri: str, search_name: str, parent_tags: dict[str, str] | None = None,
                  experiment: str = "labeltune", max_epochs: int | None = None,
                  parent_metrics: dict[str, float] | None = None, dataset: dict | None = None,
-                 stopper: Any = None) -> None:
+                 stopper: Any = None, outcomes: Any = None) -> None:
         """`stopper`: the search's SearchStopper (listed before the tracker), so that a trial it ended is
         not counted as stopped early by ASHA. `dataset`: the search's data, logged as a dataset input of every run (DATASET_KEYS):
         {"name": str, "folder": str, "fingerprint": str, "n_images": int, "labels": [str],
@@ -131,6 +133,8 @@ class MLflowTracker(Callback):
         self.experiment = experiment
         self.max_epochs = max_epochs
         self.stopper = stopper
+        self.outcomes = outcomes
+        """the search's search.outcome.Outcomes (listed before the tracker), or None: decided here alike"""
         self.parent_run_id: str | None = None
         self._experiment_id: str | None = None
         self._children: dict[str, str] = {}
@@ -151,7 +155,7 @@ class MLflowTracker(Callback):
         return state
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update({"dataset": None, "_best": {}, **state})  # a tracker pickled before these existed
+        self.__dict__.update({"dataset": None, "_best": {}, "outcomes": None, **state})  # pickled before these existed
 
     # `search --resume` gives Tune a fresh tracker; Tune hands it what get_state returned at its last snapshot.
     def get_state(self) -> dict:
@@ -246,43 +250,48 @@ class MLflowTracker(Callback):
 
     @_guarded
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        """Trial counts and best/<PRIMARY_METRIC> on the parent; close children left RUNNING (KILLED) and the parent.
+        """The trials' outcomes (search/outcome.py) and best/<PRIMARY_METRIC> on the parent; every child closed.
 
-        Children still RUNNING here belong to an interrupted search (Ctrl-C, driver error): they
-        end KILLED, and so does the parent; a resume sets both RUNNING again. A search whose
-        trials all ended leaves its parent FINISHED.
+        A child still RUNNING is closed by its trial's outcome: an ended trial (a --target/--plateau stop
+        ends running trials without telling the callbacks) FINISHED with its best epoch logged, a failed
+        one FAILED, an unfinished one (Ctrl-C, driver error) KILLED, like the parent then; a resume sets
+        both RUNNING again. A child no Tune trial knows (a lost driver started it after Tune's last
+        snapshot) is KILLED and tagged orphaned.
         """
-        parent_id = self._open_parent(None) if self.parent_run_id is None else self.parent_run_id
-        children = _search_runs(self.client, [self._experiment_id], _child_filter(self.search_name))
-        running = RunStatus.to_string(RunStatus.RUNNING)
-        known = {str(getattr(t, "trial_id", "")) for t in trials}
-        killed, orphaned = [], []
-        for run in children:
-            if run.info.status != running:
-                continue
-            # A trial a dead driver started after Tune's last snapshot: the resumed search never knew it.
-            if run.data.tags.get(TRIAL_TAG) not in known:
-                orphaned.append(run)
-                self.client.set_tag(run.info.run_id, "labeltune.orphaned", "true")
-            else:
-                killed.append(run)
-            self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+        from search.outcome import COMPLETED, count, outcome_of
 
-        statuses = [str(getattr(t, "status", "")) for t in trials]
-        stopped_early = sum(1 for t in trials if str(getattr(t, "status", "")) == "TERMINATED" and self._stopped_early(t))
+        parent_id = self._open_parent(None) if self.parent_run_id is None else self.parent_run_id
+        outcomes = getattr(self.outcomes, "trials", None) if getattr(self, "outcomes", None) is not None else None
+        if not outcomes:
+            outcomes = {str(t.trial_id): outcome_of(t, self.max_epochs or 0, self.stopper) for t in trials}
+        by_id = {str(getattr(t, "trial_id", "")): t for t in trials}
+        children = _search_runs(self.client, [self._experiment_id], _child_filter(self.search_name))
+        orphaned = 0
+        for run in children:
+            if run.info.status != RunStatus.to_string(RunStatus.RUNNING):
+                continue
+            trial_id = run.data.tags.get(TRIAL_TAG)
+            outcome = outcomes[trial_id].outcome if trial_id in outcomes else None
+            if outcome in COMPLETED:
+                self.on_trial_complete(0, trials, by_id[trial_id])
+                continue
+            if outcome is None:
+                orphaned += 1
+                self.client.set_tag(run.info.run_id, "labeltune.orphaned", "true")
+            status = RunStatus.FAILED if outcome == "failed" else RunStatus.KILLED
+            self.client.set_terminated(run.info.run_id, RunStatus.to_string(status))
+
+        counts = count(outcomes)
         tags = {
-            "labeltune.trials": str(len(trials)),
-            "labeltune.trials_terminated": str(statuses.count("TERMINATED")),
-            "labeltune.trials_error": str(statuses.count("ERROR")),
-            "labeltune.trials_stopped_early": str(stopped_early),
-            **({"labeltune.trials_ended_by_stop": str(sum(1 for t in trials if self._ended_by_stop(t)))}
-               if self.stopper is not None and self.stopper.reason else {}),
-            "labeltune.trials_killed": str(len(killed)),
-            "labeltune.trials_orphaned": str(len(orphaned)),
+            "labeltune.trials": str(sum(n for k, n in counts.items() if k != "never_ran")),
+            "labeltune.trials_stopped_early": str(counts["stopped_early"]),
+            "labeltune.trials_failed": str(counts["failed"]),
+            "labeltune.outcomes": json.dumps(counts),
+            **({"labeltune.trials_orphaned": str(orphaned)} if orphaned else {}),
         }
         best_value, best_run = None, None
         sign = 1.0 if PRIMARY_MODE == "max" else -1.0
-        for run in children:
+        for run in sorted(children, key=lambda r: r.data.tags.get(TRIAL_TAG, "")):  # a tie: the smaller trial id
             values = [m.value for m in self.client.get_metric_history(run.info.run_id, PRIMARY_METRIC)]
             values = [v for v in values if v == v]  # NaN never wins
             if values:
@@ -296,8 +305,19 @@ class MLflowTracker(Callback):
             tags["labeltune.best_run_id"] = best_run.info.run_id
         self.client.log_batch(parent_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
         self._mark_best(children, best_run)
-        status = RunStatus.KILLED if killed else RunStatus.FINISHED
-        self.client.set_terminated(parent_id, RunStatus.to_string(status))
+        self.end_parent(interrupted=counts["unfinished"] > 0, stop_reason=self.stopper.reason if self.stopper else "")
+
+    @_guarded
+    def end_parent(self, interrupted: bool, stop_reason: str = "") -> None:
+        """End the parent run as the search ended: KILLED when interrupted, else FINISHED; its stop reason tag."""
+        if self.parent_run_id is None:
+            return
+        if stop_reason:
+            self.client.set_tag(self.parent_run_id, STOP_TAG, stop_reason)
+        elif STOP_TAG in self.client.get_run(self.parent_run_id).data.tags:
+            self.client.delete_tag(self.parent_run_id, STOP_TAG)
+        status = RunStatus.KILLED if interrupted else RunStatus.FINISHED
+        self.client.set_terminated(self.parent_run_id, RunStatus.to_string(status))
 
     # ---- helpers ----------------------------------------------------------------------------------
 

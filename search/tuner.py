@@ -16,6 +16,7 @@ Resume and promote find a search by its name there.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -25,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from search import space as spaces
 from search.options import SearchError, SearchOptions
@@ -35,8 +36,8 @@ from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
 
 log = logging.getLogger(__name__)
 
-ASHA_REDUCTION = 3
-"""ASHA's reduction factor: a third of the trials at each rung go on"""
+from search.asha import REDUCTION as ASHA_REDUCTION  # noqa: E402,F401  (search/report.py reads it here)
+from search.asha import rungs as asha_rungs  # noqa: E402,F401
 from trainable.models import MODEL_SPECS  # noqa: E402
 
 GPU_SHARE = {name: spec.gpu_share for name, spec in MODEL_SPECS.items()}
@@ -69,6 +70,12 @@ class SearchResult:
     """trials still running when --target or --plateau ended the search"""
     asha_rungs: list[int] = field(default_factory=list)
     """the epochs at which ASHA could stop a trial ([]: the budget left it none)"""
+    counts: dict[str, int] = field(default_factory=dict)
+    """trials per outcome (search/outcome.py), as the record, the study and the MLflow parent hold them"""
+    stop_others: int = 0
+    """running trials --target or --plateau ended, besides the one that reached the target"""
+    already_finished: bool = False
+    """a resume found the search finished: nothing ran, the summary is the recorded one"""
 
 
 # ---- resources -----------------------------------------------------------------
@@ -146,8 +153,12 @@ def cluster_has_gpu() -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
 
 
-def init_ray(address: str | None) -> None:
-    """Start a local Ray (address None) or join a cluster ('auto' or host:port)."""
+def init_ray(address: str | None) -> dict | None:
+    """Start a local Ray (address None) or join a cluster ('auto' or host:port).
+
+    Returns what identifies the processes of a local Ray this driver started (search/leftovers.py), so
+    that a later resume or `searches` can end them should this driver be killed; None when it joined one.
+    """
     import ray
 
     from search.console import quiet_ray
@@ -156,13 +167,16 @@ def init_ray(address: str | None) -> None:
     # Short epochs snapshot the experiment often; that is expected, not a bottleneck worth a warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
-        return
+        return None
     kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
     address = address or os.environ.get("LABELTUNE_RAY_ADDRESS")
     if address:
         ray.init(address=address, **kwargs)
-    else:
-        ray.init(include_dashboard=False, **kwargs)
+        return None
+    ray.init(include_dashboard=False, **kwargs)
+    from search.leftovers import local_ray_session
+
+    return local_ray_session()
 
 
 # re-exported: run_search records it as the search's pretrained_models (trainable.models.pretrained_by_default)
@@ -222,7 +236,7 @@ def search_baselines(data, split_seed: int) -> tuple[str, dict]:
 
 def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks: list, restore_path: Path | None = None, *,
                 sampler=None, scheduler=None, baseline_points: bool = True, stop=None, keep_study: bool = True,
-                tell_pruned: bool = False):
+                tell_pruned: bool = False, finished: frozenset[str] = frozenset()):
     """The Tuner: OptunaSearch (TPE) + ASHA + per-model resources + checkpoints scored by PRIMARY_METRIC.
 
     `sampler` (an optuna sampler), `scheduler` (a Tune scheduler) and `baseline_points=False`
@@ -230,18 +244,19 @@ def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks
     are this Tuner with only those swapped. `stop`: a Tune Stopper (search.stopping.SearchStopper).
     `keep_study`: the Optuna study lives in the search folder (search/study.py), not in memory.
     `tell_pruned`: trials ASHA stopped reach Optuna as PRUNED, not COMPLETE (KeptOptunaSearch).
+    `finished`: trials a resume must not train again (trainable/trial.py run_trial).
     """
     from optuna.samplers import TPESampler
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from search.study import KeptOptunaSearch, study_storage
+    from search.asha import ReplayAwareASHA
+    from search.study import KeptOptunaSearch, study_storage, study_holds
     from trainable.trial import make_trainable
 
     use_gpu = cluster_has_gpu()
     resources = functools.partial(trial_resources, gpus=opts.gpus_per_trial, cpus=opts.cpus_per_trial, use_gpu=use_gpu)
-    trainable = tune.with_resources(make_trainable(trial_data, spaces.to_train_config), resources)
+    trainable = tune.with_resources(make_trainable(trial_data, spaces.to_train_config, finished), resources)
     if restore_path is not None:
         tuner = tune.Tuner.restore(str(restore_path), trainable=trainable, resume_unfinished=True, resume_errored=True)
         # Tune restores the callbacks pickled at the start; give this driver fresh ones (its tracking URI).
@@ -251,6 +266,8 @@ def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks
 
     space = record.space
     points = spaces.points_to_evaluate(space, tuple(record.pretrained_models)) if baseline_points else []
+    if record.warm_start and keep_study:  # a recipe the warm start already brought is not run again
+        points = [point for point in points if not study_holds(record.path, record.name, point)]
     if sampler is None:
         # Optuna's default of 10 random start-up trials would make a 16-trial search mostly random.
         startup = max(2, min(10, opts.trials // 4))
@@ -268,8 +285,8 @@ def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks
     concurrency = opts.concurrency or min(opts.trials, slots)
     searcher = ConcurrencyLimiter(searcher, max_concurrent=max(1, concurrency))
     if scheduler is None:
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=opts.epochs,
-                                  grace_period=min(opts.grace_period, opts.epochs), reduction_factor=ASHA_REDUCTION)
+        scheduler = ReplayAwareASHA(time_attr="training_iteration", max_t=opts.epochs,
+                                    grace_period=min(opts.grace_period, opts.epochs), reduction_factor=ASHA_REDUCTION)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -288,8 +305,10 @@ def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks
     )
 
 
-def _callbacks(opts: SearchOptions, record: SearchRecord, trial_data) -> tuple[list, Any, Any]:
-    """(Tune callbacks, the MLflow tracker or None, the SearchStopper or None)."""
+def _callbacks(opts: SearchOptions, record: SearchRecord, trial_data) -> tuple[list, Any, Any, Any]:
+    """(Tune callbacks, the MLflow tracker or None, the SearchStopper or None, the Outcomes)."""
+    from search.hooks import driver_hooks
+    from search.stopping import Outcomes
     from search.progress import LiveTable
     from search.pruning import CheckpointPruner
 
@@ -300,6 +319,8 @@ def _callbacks(opts: SearchOptions, record: SearchRecord, trial_data) -> tuple[l
 
         stopper = SearchStopper(opts.target, opts.plateau)
         callbacks.append(stopper)
+    outcomes = Outcomes(opts.epochs, stopper)
+    callbacks.append(outcomes)  # before the tracker: it writes the outcomes to the parent run
     tracker = None
     if opts.track:
         from search.tracking import MLflowTracker
@@ -312,17 +333,19 @@ def _callbacks(opts: SearchOptions, record: SearchRecord, trial_data) -> tuple[l
             **({"warm_start": ", ".join(f"{k} ({v['added']} trials)" for k, v in record.warm_start.items())}
                if record.warm_start else {}),
         }, max_epochs=opts.epochs, parent_metrics=record.baselines, dataset=record_dataset(record, trial_data),
-            stopper=stopper)
+            stopper=stopper, outcomes=outcomes)
         callbacks.append(tracker)
     if opts.verbose:
         callbacks.append(LiveTable(max_epochs=opts.epochs, trials=opts.trials))
-    return callbacks, tracker, stopper
+    return callbacks + driver_hooks(), tracker, stopper, outcomes
 
 
 def warm_start_sources(names: str, storage: str | None, labels: list[str], fingerprint: str) -> list:
     """(SearchRecord, folder) of each --warm-start search, refused in one line when it cannot seed this one."""
+    from search.record import load_kept_study
+
     sources = []
-    for name in [n.strip() for n in names.split(",") if n.strip()]:
+    for name in dict.fromkeys(n.strip() for n in names.split(",") if n.strip()):  # a name given twice counts once
         path = search_dir(name, storage)
         if not exists(path):
             raise SearchError(f"--warm-start {name}: no search named {name} in {path.parent}")
@@ -338,6 +361,10 @@ def warm_start_sources(names: str, storage: str | None, labels: list[str], finge
         if record.data_fingerprint != fingerprint:
             log.warning("--warm-start %s: it searched other data (%s); its scores guide TPE but are not this "
                         "data's", name, record.data)
+        try:  # read now, before Ray starts and before anything of the new search is written
+            load_kept_study(path, name)
+        except SearchError as exc:
+            raise SearchError(f"--warm-start {name}: {exc}") from None
         sources.append((record, path))
     if not sources:
         raise SearchError(f"--warm-start {names!r}: name at least one earlier search")
@@ -362,8 +389,8 @@ def _check_tracking(opts: SearchOptions) -> None:
             raise SearchError(f"{exc}, or run with --no-track")
 
 
-def run_search(opts: SearchOptions) -> SearchResult:
-    """Start a new search and run it to the end."""
+def run_search(opts: SearchOptions, say: Callable[[str], None] = log.info) -> SearchResult:
+    """Start a new search and run it to the end. `say`: where the driver's progress lines go (the CLI echoes)."""
     opts.validate()
     name = opts.name if opts.name is not None else time.strftime("search-%Y%m%d-%H%M%S")
     space = spaces.load_space(opts.space)
@@ -386,23 +413,44 @@ def run_search(opts: SearchOptions) -> SearchResult:
     record.baseline_rule, record.baselines = search_baselines(data, opts.split_seed)
     sources = warm_start_sources(opts.warm_start, opts.storage, dataset.labels, dataset.fingerprint) \
         if opts.warm_start else []
-    init_ray(opts.address)
+    record.ray_session = init_ray(opts.address)
     trial_slots(spaces.choices(space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())  # or refuse
-    if sources:
-        from search.study import warm_start
+    with driver_lock(path, record):
+        if sources:
+            from search.study import warm_start
 
-        record.warm_start = warm_start(record.path, name, sources, space)
-    record.write()
-    callbacks, tracker, stopper = _callbacks(opts, record, data)
-    tuner = build_tuner(opts, record, data, callbacks, stop=stopper)
-    return _finish(tuner, record, tracker, stopper, time.time())
+            record.warm_start = warm_start(record.path, name, sources, space)
+            for source, counts in record.warm_start.items():
+                say(describe_warm_start(source, counts))
+        record.write()
+        return _drive(opts, record, data)
+
+
+def describe_warm_start(source: str, counts: dict[str, int]) -> str:
+    """'warm start: 4 trials of s1 in the study (2 outside this space, 1 already there from another source)'."""
+    notes = [f"{counts[key]} {text}" for key, text in (("skipped", "outside this space"),
+                                                        ("duplicates", "already there from another source"))
+             if counts.get(key)]
+    return (f"warm start: {counts['added']} trials of {source} in the study"
+            + (f" ({', '.join(notes)})" if notes else ""))
 
 
 def resume_search(name: str, address: str | None = None, tracking_uri: str | None = None,
-                  storage: str | None = None, space: str | None = None, verbose: bool = True) -> SearchResult:
-    """Continue an interrupted search: unfinished and errored trials resume, finished ones are kept."""
+                  storage: str | None = None, space: str | None = None, verbose: bool = True,
+                  say: Callable[[str], None] = log.info) -> SearchResult:
+    """Continue an interrupted search: unfinished and errored trials resume, finished ones are kept.
+
+    A finished search (its budget, --target or --plateau) is not run again: its recorded summary is
+    returned (`already_finished`), without Ray. A search whose driver is alive is refused.
+    """
     path = search_dir(name, storage)
     record = SearchRecord.read(path)
+    refuse_running(record)
+    if record.status == "finished":
+        from search.study import repair_stopped
+
+        repair_stopped(path, record.name)  # a --target/--plateau stop of an older labeltune left trials RUNNING
+        return recorded_summary(record)
     opts = SearchOptions(**{**record.options, "verbose": verbose})
     if tracking_uri:
         opts.tracking_uri = tracking_uri
@@ -416,78 +464,170 @@ def resume_search(name: str, address: str | None = None, tracking_uri: str | Non
             f"change a study's choices: start a new search instead"
         )
     _check_tracking(opts)
-    dataset, data = load_trial_data(record.data, opts.limit, opts.skip_bad_images)
-    if dataset.fingerprint != record.data_fingerprint:
-        raise SearchError(
-            f"the data in {record.data} changed since {name} started (fingerprint {dataset.fingerprint[:12]} "
-            f"!= {record.data_fingerprint[:12]}); its trials would not compare: start a new search"
-        )
-    init_ray(opts.address)
-    # The cluster may have changed since the start: refuse trials no node can run, as a new search does.
-    trial_slots(spaces.choices(record.space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())
-    record.status, record.resumed, record.driver_pid = "running", record.resumed + 1, os.getpid()
-    record.storage = str(path.parent)  # where it was found now (a moved --storage)
-    record.write()
-    # Optuna trials the killed driver created after Tune's last snapshot will never finish: FAIL them first.
-    from search.catalog import tune_trial_ids
-    from search.study import fail_zombies
+    from search.record import load_kept_study
 
-    fail_zombies(path, record.name, tune_trial_ids(path) or set())
-    callbacks, tracker, stopper = _callbacks(opts, record, data)
-    tuner = build_tuner(opts, record, data, callbacks, restore_path=path, stop=stopper)
-    return _finish(tuner, record, tracker, stopper, time.time())
+    if (path / STUDY_FILE).is_file():  # a damaged study is refused now, before Ray starts
+        load_kept_study(path, record.name, "the search's trials are in Tune's state and MLflow, but it cannot resume")
+    with driver_lock(path, record):
+        end_leftovers_of(record, say)
+        dataset, data = load_trial_data(record.data, opts.limit, opts.skip_bad_images)
+        if dataset.fingerprint != record.data_fingerprint:
+            raise SearchError(
+                f"the data in {record.data} changed since {name} started (fingerprint {dataset.fingerprint[:12]} "
+                f"!= {record.data_fingerprint[:12]}); its trials would not compare: start a new search"
+            )
+        record.ray_session = init_ray(opts.address)
+        # The cluster may have changed since the start: refuse trials no node can run, as a new search does.
+        trial_slots(spaces.choices(record.space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())
+        record.status, record.resumed, record.driver_pid = "running", record.resumed + 1, os.getpid()
+        record.host = socket.gethostname()
+        record.storage = str(path.parent)  # where it was found now (a moved --storage)
+        record.write()
+        # Optuna trials the killed driver created after Tune's last snapshot will never finish: FAIL them first.
+        from search.catalog import tune_trial_ids
+        from search.study import fail_zombies, finished_trial_ids
+
+        fail_zombies(path, record.name, tune_trial_ids(path) or set())
+        return _drive(opts, record, data, restore=True, finished=frozenset(finished_trial_ids(path, record.name)))
 
 
-def _finish(tuner, record: SearchRecord, tracker, stopper, started: float) -> SearchResult:
-    results = tuner.fit()
+def refuse_running(record: SearchRecord) -> None:
+    """A SearchError naming the driver when the search's record says running and that driver is alive."""
+    from search.catalog import _driver_alive
+
+    if record.status == "running" and _driver_alive(record):
+        raise SearchError(f"search {record.name} is running: its driver, pid {record.driver_pid} on {record.host}, "
+                          f"is alive; wait for it to end, or stop it (kill -INT {record.driver_pid}) and resume then")
+
+
+@contextlib.contextmanager
+def driver_lock(path: Path, record: SearchRecord):
+    """Hold `<search>/.driver.lock` while this driver runs the search: a second driver is refused at once.
+
+    An flock ends with its process, so a killed driver never leaves a stale lock.
+    """
+    import fcntl
+
+    Path(path).mkdir(parents=True, exist_ok=True)
+    handle = open(Path(path) / ".driver.lock", "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SearchError(f"search {record.name} is running: another driver holds {Path(path) / '.driver.lock'} "
+                              f"(pid {record.driver_pid} on {record.host} by its record); wait for it to end, or stop it "
+                              f"and resume then") from None
+        yield
+    finally:
+        handle.close()
+
+
+def end_leftovers_of(record: SearchRecord, say: Callable[[str], None]) -> None:
+    """End the processes of the local Ray a killed driver of this search started (search/leftovers.py), and say so."""
+    if not record.ray_session:
+        return
+    from search import leftovers
+
+    if leftovers.driver_alive(record.ray_session):
+        return  # refuse_running and the lock said it is not running; its pid is another process now
+    ended = leftovers.end_leftovers(leftovers.find_leftovers(record.ray_session))
+    if ended:
+        say(leftovers.describe(ended, ended=True))
+
+
+def _drive(opts: SearchOptions, record: SearchRecord, data, restore: bool = False,
+           finished: frozenset[str] = frozenset()) -> SearchResult:
+    """Run the Tuner (a new one, or Tune's saved state restored) until the search ends; then `_finish`."""
+    callbacks, tracker, stopper, outcomes = _callbacks(opts, record, data)
+    tuner = build_tuner(opts, record, data, callbacks, restore_path=record.path if restore else None, stop=stopper,
+                        finished=finished)
+    started = time.time()
+    return _finish(tuner.fit(), record, tracker, stopper, outcomes, started)
+
+
+def _finish(results, record: SearchRecord, tracker, stopper, outcomes, started: float) -> SearchResult:
+    """Decide how the search ended, once, and write it to the record, the kept study and the summary.
+
+    The MLflow parent run got the same outcomes from the tracker, which read them at the experiment's end.
+    """
+    from search.outcome import started as started_trials
+
     summary = summarize(results)
-    epochs, grace = record.options.get("epochs", 0), record.options.get("grace_period", 1)
-    summary.asha_rungs = asha_rungs(epochs, grace)
-    short_rows = [row for row in summary.all_rows if row["epochs"] < epochs]
+    options = record.options
+    summary.asha_rungs = asha_rungs(options.get("epochs", 0), options.get("grace_period", 1))
+    summary.counts = counts = outcomes.counts()
+    summary.trials, summary.errored = started_trials(counts), counts["failed"]
+    summary.stopped_early, summary.ended_by_stop = counts["stopped_early"], counts["ended_by_stop"]
     summary.stop_reason = stopper.reason if stopper is not None else ""
-    if summary.stop_reason:  # the trials running when the stopper fired were ended by it, not by ASHA
-        summary.ended_by_stop = sum(1 for row in short_rows if stopper.ended(row["trial_id"]))
-    summary.stopped_early = len(short_rows) - summary.ended_by_stop
-    # Tune returns normally after Ctrl-C (it saves its state first). Interrupted: a trial neither finished
-    # nor failed, or fewer trials than asked for while the time budget (if any) was not used up.
-    unfinished = len(results) - results.num_terminated - results.num_errors
-    budget_s = (record.options.get("time_budget_min") or 0) * 60
-    short = len(results) < record.options.get("trials", 0) and (not budget_s or time.time() - started < budget_s)
-    summary.interrupted = unfinished > 0 or (short and not summary.stop_reason)
+    summary.stop_others = sum(1 for o in outcomes.trials.values()
+                              if o.outcome == "ended_by_stop" and o.trial_id != getattr(stopper, "trigger", ""))
+    # Tune returns normally after Ctrl-C (it saves its state first). Interrupted: a trial neither ended nor failed,
+    # or fewer trials than asked for while no stopper fired and the time budget (if any) was not used up.
+    budget_s = (options.get("time_budget_min") or 0) * 60
+    short = len(outcomes.trials) < options.get("trials", 0) and (not budget_s or time.time() - started < budget_s)
+    summary.interrupted = not summary.stop_reason and (counts["unfinished"] > 0 or short)
     record.status = "interrupted" if summary.interrupted else "finished"
-    record.finished, record.trials_done = time.strftime("%Y-%m-%dT%H:%M:%S"), summary.trials
+    record.finished, record.trials_done, record.counts = time.strftime("%Y-%m-%dT%H:%M:%S"), summary.trials, counts
     record.best = summary.best_metrics.get(PRIMARY_METRIC)
+    record.best_trial = summary.top[0]["trial_id"] if summary.top else ""
     record.stop_reason = summary.stop_reason
     record.wall_s += time.time() - started
     record.write()
+    try:
+        from search.study import settle
+
+        settle(record.path, record.name, outcomes.trials, final=not summary.interrupted)
+    except Exception as exc:  # noqa: BLE001  (the study is a record of the search, never a failed search)
+        log.warning("the kept study %s could not be brought up to date: %s: %s", record.path / STUDY_FILE,
+                    type(exc).__name__, exc)
     summary.name, summary.path = record.name, str(record.path)
     summary.baselines, summary.baseline_rule = record.baselines, record.baseline_rule
     if tracker is not None:
-        summary.parent_run_id, summary.tracking_uri = tracker.parent_run_id, tracker.tracking_uri
-        if summary.stop_reason and tracker.parent_run_id:
-            tracker.client.set_tag(tracker.parent_run_id, "labeltune.stop_reason", summary.stop_reason)
-        if tracker.parent_run_id:
-            try:  # importance, history, budget: an extra on the parent run, never a failed search
-                from search.report import log_to_run
-
-                log_to_run(tracker.client, tracker.parent_run_id, record.path)
-            except Exception as exc:  # noqa: BLE001
-                log.warning("the search report for parent run %s failed: %s: %s (labeltune report %s retries it)",
-                            tracker.parent_run_id, type(exc).__name__, exc, record.name)
+        _finish_tracking(tracker, record, summary)
     return summary
 
 
-def asha_rungs(max_epochs: int, grace_period: int, reduction: int = ASHA_REDUCTION) -> list[int]:
-    """The epochs at which ASHA may stop a trial (grace_period x reduction^k below max_epochs); [] = none."""
-    rungs, rung = [], max(1, grace_period)
-    while rung < max_epochs:
-        rungs.append(rung)
-        rung *= reduction
-    return rungs
+def _finish_tracking(tracker, record: SearchRecord, summary: SearchResult) -> None:
+    summary.parent_run_id, summary.tracking_uri = tracker.parent_run_id, tracker.tracking_uri
+    if not tracker.parent_run_id:
+        return
+    tracker.end_parent(summary.interrupted, summary.stop_reason)  # the record's verdict, should the two differ
+    try:  # importance, history, budget: an extra on the parent run, never a failed search
+        from search.report import log_to_run
+
+        log_to_run(tracker.client, tracker.parent_run_id, record.path)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("the search report for parent run %s failed: %s: %s (labeltune report %s retries it)",
+                    tracker.parent_run_id, type(exc).__name__, exc, record.name)
+
+
+def recorded_summary(record: SearchRecord) -> SearchResult:
+    """The summary of a finished search from its files (Tune's results, the record), without Ray."""
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    grid = ResultGrid(ExperimentAnalysis(str(record.path), default_metric=PRIMARY_METRIC, default_mode=PRIMARY_MODE))
+    summary = summarize(grid)
+    counts = record.counts or {}
+    summary.name, summary.path, summary.already_finished = record.name, str(record.path), True
+    summary.baselines, summary.baseline_rule = record.baselines, record.baseline_rule
+    summary.asha_rungs = asha_rungs(record.options.get("epochs", 0), record.options.get("grace_period", 1))
+    summary.counts, summary.stop_reason = counts, record.stop_reason
+    if counts:
+        from search.outcome import started as started_trials
+
+        summary.trials, summary.errored = started_trials(counts), counts.get("failed", 0)
+        summary.stopped_early, summary.ended_by_stop = counts.get("stopped_early", 0), counts.get("ended_by_stop", 0)
+    summary.tracking_uri = record.tracking_uri
+    return summary
 
 
 def summarize(results) -> SearchResult:
-    """Best trial over all its epochs (scope='all', not the last epoch of ASHA-stopped trials) and the top 5."""
+    """Best trial over all its epochs (not the last epoch of ASHA-stopped trials) and the top 5.
+
+    Ranked as every store ranks (search.outcome.rank_key: on a tie, the smaller trial id).
+    """
+    from search.outcome import rank_key
+
     rows = []
     errored = 0
     for result in results:
@@ -502,10 +642,10 @@ def summarize(results) -> SearchResult:
             PRIMARY_METRIC: float(best_row[PRIMARY_METRIC]), "best_epoch": int(best_row["training_iteration"]),
             "epochs": int(frame["training_iteration"].max()), "config": result.config, "path": result.path,
         })
-    rows.sort(key=lambda r: r[PRIMARY_METRIC], reverse=True)
+    rows.sort(key=lambda r: rank_key(r[PRIMARY_METRIC], r["trial_id"]))
     if not rows:
         return SearchResult("", "", {}, {}, [], len(results), errored)
-    best = results.get_best_result(PRIMARY_METRIC, PRIMARY_MODE, scope="all")
+    best = next(result for result in results if result.path == rows[0]["path"])
     frame = best.metrics_dataframe
     best_metrics = frame.loc[frame[PRIMARY_METRIC].idxmax()].to_dict()
     return SearchResult("", "", best.config, best_metrics, rows[:5], len(results), errored, all_rows=rows)

@@ -39,8 +39,10 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import BIN, REPO, run_cli
+from helpers_truth import one_truth
 
 from search.catalog import trial_results
+from trainable.hold import HOLD_ENV
 
 SPACE = {"preset": "quick", "image_size": 32, "width": [0.25], "model": ["cnn3bn"], "batch_size": [32]}
 WORKERS = ("worker_a", "worker_b")
@@ -381,9 +383,9 @@ def search_args(cluster: LocalCluster, data: Path, space: Path, name: str, trial
             "--name", name]
 
 
-def start_search(cluster: LocalCluster, args: list[str], log: Path) -> subprocess.Popen:
+def start_search(cluster: LocalCluster, args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([str(BIN / "labeltune"), *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            env=cluster.env, start_new_session=True)
+                            env={**cluster.env, **(env or {})}, start_new_session=True)
 
 
 def wait_until(predicate, timeout: float, driver: subprocess.Popen, log: Path, what: str):
@@ -522,7 +524,9 @@ def test_killed_driver_resumes_on_the_cluster(cluster, cluster_data, tmp_path):
     name, epochs = "driver-lost", 4
     search = cluster.storage / name
     log = tmp_path / "search.log"
-    driver = start_search(cluster, search_args(cluster, data, space, name, 4, epochs), log)
+    hold = tmp_path / "hold"  # trial 2 waits after epoch 1: the search cannot end before the kill
+    driver = start_search(cluster, search_args(cluster, data, space, name, 4, epochs), log,
+                          env={HOLD_ENV: f"{hold}:2:1"})
     try:
         def progress():  # in the saved state: one trial complete, another one part way
             saved = saved_trials(search)
@@ -530,10 +534,12 @@ def test_killed_driver_resumes_on_the_cluster(cluster, cluster_data, tmp_path):
             part_way = [t for t, s in saved.items() if s["status"] != "TERMINATED" and s["checkpoint"] >= 1]
             return saved if done and part_way else None
 
+        wait_until(lambda: (hold / "held").exists(), 360, driver, log, "trial 2 held after its first epoch")
         saved = wait_until(progress, 360, driver, log, "a completed trial in the saved state")
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(30)
     finally:
+        (hold / "release").touch()
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
     saved = saved_trials(search)  # what resume starts from
@@ -562,6 +568,8 @@ def test_killed_driver_resumes_on_the_cluster(cluster, cluster_data, tmp_path):
     trial_ids = [c.data.tags["labeltune.trial_id"] for c in children]
     assert sorted(trial_ids) == sorted(t[len("trial_"):] for t in after), trial_ids
     assert [c.info.status for c in children] == ["FINISHED"] * 4
+    truth = one_truth(search, cluster.mlflow_uri)  # every store: finished, 4 trials, one best
+    assert truth["status"] == "finished" and truth["counts"]["finished"] == 4
 
 
 @pytest.mark.timeout(480)
@@ -629,3 +637,5 @@ def test_search_spreads_over_nodes_reads_no_images_there_and_survives_a_lost_nod
     assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
     tagged = {c.data.tags["labeltune.trial_id"]: c.data.tags.get("labeltune.node_id") for c in children}
     assert tagged == {t[len("trial_"):]: r[-1]["node_id"] for t, r in rows.items()}
+    truth = one_truth(search, cluster.mlflow_uri)  # the lost node cost no trial in any store
+    assert truth["status"] == "finished" and truth["counts"]["finished"] == 4

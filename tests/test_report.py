@@ -18,10 +18,16 @@ STRONG = "efficientnet_lite0"
 """the model that scores high at the first rung: what importance must find"""
 
 
-def make_search(storage: Path, n_trials: int, name: str = "s") -> Path:
+def make_search(storage: Path, n_trials: int, name: str = "s", states: dict | None = None,
+                outcomes: dict | None = None, status: str = "finished") -> Path:
     """A finished search of `n_trials`: a third use STRONG (rung score ~0.8, run all epochs), the rest score ~0.2
-    and stop after 1 or 3 epochs; results arrive interleaved across trials."""
+    and stop after 1 or 3 epochs; results arrive interleaved across trials.
+
+    `states`: trial number -> the optuna TrialState its Optuna trial ends in (default COMPLETE); a RUNNING one
+    is never told, as a trial an interrupted driver left. `outcomes`: trial number -> the outcome attribute
+    (search/outcome.py) the driver wrote on it."""
     import optuna
+    from optuna.trial import TrialState
 
     from search import space as spaces
     from search.record import SearchRecord
@@ -30,7 +36,7 @@ def make_search(storage: Path, n_trials: int, name: str = "s") -> Path:
     space = spaces.load_space("quick")
     space["model"] = [STRONG, "cnn4", "cnn5"]
     constants = {"epochs": MAX_EPOCHS, "split_seed": 0, "seed": 0}
-    record = SearchRecord(name=name, storage=str(storage), space=space, constants=constants, status="finished",
+    record = SearchRecord(name=name, storage=str(storage), space=space, constants=constants, status=status,
                           options={"epochs": MAX_EPOCHS, "grace_period": 1, "trials": n_trials},
                           baselines={f"baseline/{PRIMARY_METRIC}": 0.3}, baseline_rule="predict people")
     record.write()
@@ -51,7 +57,13 @@ def make_search(storage: Path, n_trials: int, name: str = "s") -> Path:
         folder = record.path / f"trial_{trial_id}"
         folder.mkdir()
         (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        study.tell(trial, scores[-1])
+        if i in (outcomes or {}):
+            from search.outcome import OUTCOME_ATTR
+
+            trial.set_user_attr(OUTCOME_ATTR, outcomes[i])
+        state = (states or {}).get(i, TrialState.COMPLETE)
+        if state != TrialState.RUNNING:
+            study.tell(trial, scores[-1] if state == TrialState.COMPLETE else None, state=state)
     kept = optuna.create_study(study_name=name, storage=f"sqlite:///{record.path / STUDY_FILE}", direction="maximize")
     kept.add_trials(study.trials)
     return record.path
@@ -101,7 +113,7 @@ def test_one_trial_below_the_minimum_importance_says_too_few_trials(big, tmp_pat
     (path / "trial_t007" / "result.json").write_text("")  # a trial that never reported: no first-rung score
     report = analyse(path)
     assert report.importance.values == {} and report.importance.note.startswith("too few trials")
-    assert "finished trials without a score at epoch 1" in report.importance.note
+    assert "completed trials without a score at epoch 1" in report.importance.note
     assert "too few trials" in "\n".join(text_lines(report))
 
 
@@ -132,14 +144,97 @@ def test_history_is_best_so_far_in_arrival_order(small):
 
 
 def test_budget_splits_stopped_and_finished_trials(small):
-    from search.report import analyse
+    from search.report import analyse, budget_lines, outcome_line
 
     report = analyse(small)
-    b = report.budget
-    assert (b.full_trials, b.full_epochs) == (2, 2 * MAX_EPOCHS)
-    assert (b.stopped_trials, b.stopped_epochs) == (4, 1 + 3 + 3 + 1)
-    assert b.full_s == pytest.approx(2.0 * b.full_epochs) and b.stopped_s == pytest.approx(2.0 * b.stopped_epochs)
+    full, stopped, failed = (report.budget[o] for o in ("finished", "stopped_early", "failed"))
+    assert (full.trials, full.epochs) == (2, 2 * MAX_EPOCHS)
+    assert (stopped.trials, stopped.epochs) == (4, 1 + 3 + 3 + 1)
+    assert report.counts == {"finished": 2, "stopped_early": 4, "ended_by_stop": 0, "failed": 0, "never_ran": 0,
+                             "unfinished": 0}
+    assert full.seconds == pytest.approx(2.0 * full.epochs) and stopped.seconds == pytest.approx(2.0 * stopped.epochs)
     assert [t.trial_id for t in report.trials[:2]] == ["t003", "t000"]
+    assert outcome_line(report) == "trials: 2 finished, 4 stopped early, 0 failed"
+    assert [line.split(":")[0].strip() for line in budget_lines(report)] == [
+        f"finished (all {MAX_EPOCHS} epochs)", "stopped early", "failed", "in all"]
+
+
+def test_outcomes_are_what_the_kept_study_holds(tmp_path):
+    from optuna.trial import TrialState
+
+    from search.report import analyse, budget_lines, outcome_line, text_lines
+
+    # By state: t000 (ran all epochs) FAILED, t001 (1 epoch) and t004 (3) still RUNNING, t002 PRUNED; t005 failed
+    # before its first report (no result row); t006 a trial Tune's saved state does not hold. By the outcome the
+    # driver wrote (search.study.settle): t007 (1 epoch, COMPLETE) was ended by --target.
+    path = make_search(tmp_path, 8, name="mixed", status="interrupted", outcomes={7: "ended_by_stop"}, states={
+        0: TrialState.FAIL, 1: TrialState.RUNNING, 4: TrialState.RUNNING, 2: TrialState.PRUNED, 5: TrialState.FAIL})
+    (path / "trial_t005" / "result.json").write_text("")
+    (path / "experiment_state-2026-12-01_10-00-00.json").write_text(json.dumps({"trial_data": [
+        [json.dumps({"trial_id": f"t{i:03d}"}), "{}"] for i in (0, 1, 2, 3, 4, 5, 7)]}))
+    report = analyse(path)
+    outcome = {t.trial_id: t.outcome for t in report.trials}
+    assert outcome == {"t000": "failed", "t001": "unfinished", "t002": "stopped_early", "t003": "finished",
+                       "t004": "unfinished", "t005": "failed", "t007": "ended_by_stop"}
+    assert report.lost == 1 and sum(report.counts.values()) == 7
+    assert outcome_line(report) == ("trials: 1 finished, 1 stopped early, 1 ended by the stop, 2 failed, 2 unfinished; "
+                                    "the study also holds 1 trial Tune's saved state lost (a driver killed between "
+                                    "snapshots), not counted")
+    text = "\n".join(text_lines(report))
+    assert "mixed (interrupted): 7 trials of 8" in text
+    assert "unfinished:" in "\n".join(budget_lines(report)) and "search --resume continues them" in text
+    # Importance is computed on the completed trials (COMPLETE or PRUNED) with a first-rung score: t002, t003, t007.
+    assert report.importance.note.startswith("too few trials: 3 completed trials with a score at epoch 1")
+
+
+def test_history_rows_are_distinct_points_with_their_own_share():
+    from search.record import SearchRecord
+    from search.report import SearchReport, Spent, history_lines
+
+    def lines(history, total):
+        report = SearchReport(record=SearchRecord(name="s", storage="/x"), rung=1, max_epochs=2, trials=[],
+                              history=history, importance=None, budget={"finished": Spent(1, total, 0.0)})
+        return history_lines(report)[1:-1]
+
+    # Two trial-epochs: the 10%, 25% and 50% marks all land on the first; 75% and 100% on the second.
+    assert lines([(1, 0.4, 0.4, "a"), (2, 0.6, 0.6, "a")], 2) == [
+        f"  {'1 (50%)':>12}  {0.4:>18.4f}  a", f"  {'2 (100%)':>12}  {0.6:>18.4f}  a"]
+    # Epochs without a score count as spent but are no point: 10 epochs, scores at 1 and 9 only.
+    rows = lines([(1, 0.3, 0.3, "a"), (9, 0.2, 0.3, "b")], 10)
+    assert [row.split()[:2] for row in rows] == [["1", "(10%)"], ["9", "(90%)"]]
+
+
+def test_a_damaged_study_stops_the_report_in_one_line_before_anything_is_written(small, tmp_path):
+    from click.testing import CliRunner
+
+    from search.cli import main
+
+    path = copy_of(small, tmp_path)
+    (path / "optuna.db").write_text("garbage")  # printf 'garbage' > optuna.db
+    result = CliRunner().invoke(main, ["report", "demo", "--storage", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: {path / 'optuna.db'} is not a readable Optuna study (not an SQLite database): restore it from a "
+        f"backup or delete it; without it the report has no importance and takes each trial's outcome from its "
+        f"epochs (a failed trial then counts as stopped early)"]
+    assert not list(path.glob("report*")) and (path / "optuna.db").read_text() == "garbage"
+
+    (path / "optuna.db").unlink()  # what the message offers: the report then works from the trials' epochs
+    result = CliRunner().invoke(main, ["report", "demo", "--storage", str(tmp_path)])
+    assert result.exit_code == 0 and "no kept study: outcomes from epochs" in result.output, result.output
+
+
+def test_a_damaged_sibling_does_not_touch_the_report_of_a_good_search(small, tmp_path):
+    from click.testing import CliRunner
+
+    from search.cli import main
+
+    copy_of(small, tmp_path)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "labeltune_search.json").write_text("{cut")
+    (tmp_path / "broken" / "optuna.db").write_text("garbage")
+    result = CliRunner().invoke(main, ["report", "demo", "--storage", str(tmp_path)])
+    assert result.exit_code == 0 and "trials: 2 finished, 4 stopped early, 0 failed" in result.output, result.output
 
 
 def test_parallel_coordinates_have_one_log_lr_axis(small, tmp_path):
@@ -186,6 +281,7 @@ def test_log_to_run_logs_the_files_and_importance_metrics(big, tmp_path):
 def test_a_failing_report_only_warns_at_the_end_of_a_search(tmp_path, monkeypatch, caplog):
     import search.report
     from search.record import SearchRecord
+    from search.stopping import Outcomes
     from search.tuner import _finish
 
     class Results(list):
@@ -198,6 +294,9 @@ def test_a_failing_report_only_warns_at_the_end_of_a_search(tmp_path, monkeypatc
     class Tracker:
         parent_run_id, tracking_uri, client = "run1", "sqlite:///x", None
 
+        def end_parent(self, interrupted, stop_reason=""):
+            calls.append(("end_parent", interrupted))
+
     calls = []
 
     def broken(client, run_id, path):
@@ -207,8 +306,8 @@ def test_a_failing_report_only_warns_at_the_end_of_a_search(tmp_path, monkeypatc
     monkeypatch.setattr(search.report, "log_to_run", broken)
     record = SearchRecord(name="s", storage=str(tmp_path), options={"trials": 0, "epochs": 1})
     with caplog.at_level(logging.WARNING, logger="search.tuner"):
-        summary = _finish(Tuner(), record, Tracker(), None, 0.0)
-    assert calls == [("run1", record.path)] and summary.parent_run_id == "run1"
+        summary = _finish(Tuner().fit(), record, Tracker(), None, Outcomes(max_epochs=1), 0.0)
+    assert calls == [("end_parent", False), ("run1", record.path)] and summary.parent_run_id == "run1"
     assert "store gone" in caplog.text and "labeltune report s" in caplog.text
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN, run_cli
+from helpers_truth import one_truth
 
 from trainable.metrics import PRIMARY_METRIC
 
@@ -93,7 +94,7 @@ def test_the_console_shows_only_labeltunes_lines_within_80_columns(finished_sear
     assert not [n for n in noise if n in stdout + stderr], stdout + stderr
     live = stdout.split(f"\nsearch {name}:")[0]  # the live table: the terminal is 80 columns when piped
     assert live.strip() and max(len(line) for line in live.splitlines()) <= 80
-    assert re.search(r"ASHA stopped \d+ of 6 trials early \(rungs at epoch 1\)", stdout)
+    assert re.search(r"ASHA stopped \d+ of 6 completed trials early \(rungs at epoch 1\)", stdout)
 
 
 @pytest.mark.timeout(600)  # the first test to run pays for the shared search
@@ -153,6 +154,21 @@ def test_searches_lists_the_search(finished_search):
 
 
 @pytest.mark.timeout(600)
+def test_every_store_agrees_after_the_budget_and_resuming_the_finished_search_runs_nothing(finished_search, ray_address):
+    """Issue 22 items 1 and 11: resuming a finished search changes nothing, says so and exits 0."""
+    home, name, _ = finished_search
+    uri = f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
+    before = one_truth(home / "runs" / name, uri)
+    assert before["status"] == "finished" and before["counts"]["finished"] + before["counts"]["stopped_early"] == 6
+    resumed = json.loads((home / "runs" / name / "labeltune_search.json").read_text())["resumed"]
+    proc = run_cli("search", "--resume", name, "--address", ray_address, env={"LABELTUNE_HOME": str(home)})
+    assert f"search {name} had already finished: nothing to resume" in proc.stdout
+    assert f"best trial: {PRIMARY_METRIC} {before['best']:.4f}" in proc.stdout
+    assert one_truth(home / "runs" / name, uri) == before
+    assert json.loads((home / "runs" / name / "labeltune_search.json").read_text())["resumed"] == resumed
+
+
+@pytest.mark.timeout(600)
 def test_the_optuna_study_is_kept_in_the_search_folder(finished_search):
     import optuna
 
@@ -178,11 +194,12 @@ def test_a_warm_started_search_starts_its_study_from_the_earlier_trials(finished
 
     home, name, _ = finished_search
     space = write_space(home)
-    run_cli("search", "--data", str(synth_dir), "--space", str(space), "--trials", "2", "--epochs", "1",
-            "--concurrency", "1", "--warm-start", name, "--name", "w1", "--address", ray_address,
-            env={"LABELTUNE_HOME": str(home)})
+    proc = run_cli("search", "--data", str(synth_dir), "--space", str(space), "--trials", "2", "--epochs", "1",
+                   "--concurrency", "1", "--warm-start", f"{name},{name}", "--name", "w1", "--address", ray_address,
+                   env={"LABELTUNE_HOME": str(home)})
+    assert f"warm start: 6 trials of {name} in the study" in proc.stdout  # said, and the name given twice counts once
     record = json.loads((home / "runs" / "w1" / "labeltune_search.json").read_text())
-    assert record["warm_start"] == {name: {"added": 6, "skipped": 0}}
+    assert record["warm_start"] == {name: {"added": 6, "skipped": 0, "duplicates": 0}}
     trials = optuna.load_study(study_name="w1", storage=study_url(home / "runs" / "w1")).get_trials()
     assert len(trials) == 8 and sum(t.user_attrs.get("warm_start_from") == name for t in trials) == 6
     parent, _ = mlflow_runs(home, "w1")
@@ -190,16 +207,31 @@ def test_a_warm_started_search_starts_its_study_from_the_earlier_trials(finished
 
 
 @pytest.mark.timeout(300)
-def test_target_ends_the_search_and_says_why(tmp_path, ray_address, synth_dir, labeltune_home):
+@pytest.mark.timeout(400)
+def test_target_and_plateau_end_the_search_say_why_and_leave_one_truth_that_a_resume_keeps(
+        tmp_path, ray_address, synth_dir, labeltune_home):
+    """Issue 22 items 1, 2 and 10: a --target or --plateau stop is a finished search in every store; resuming it
+    runs nothing, exits 0 and changes nothing; the trial that reached the target is not 'ended with it'."""
     space = write_space(tmp_path)
+    uri = f"sqlite:///{labeltune_home / 'mlruns' / 'mlflow.db'}"
     proc = run_cli("search", "--data", str(synth_dir), "--space", str(space), "--trials", "8", "--epochs", "2",
-                   "--concurrency", "1", "--target", "0.01", "--name", "t1", "--address", ray_address, "--no-track")
+                   "--concurrency", "1", "--target", "0.01", "--name", "t1", "--address", ray_address)
     assert "ended before its budget: target reached" in proc.stdout
-    # the trial the target ended at its first epoch was not stopped by ASHA
-    assert "running trials ended with it)" in proc.stdout and "ASHA stopped 0 of" in proc.stdout
-    record = json.loads((labeltune_home / "runs" / "t1" / "labeltune_search.json").read_text())
-    assert record["status"] == "finished" and record["stop_reason"].startswith("target reached")
-    assert record["trials_done"] < 8
+    # the trial that reached the target at its first epoch: neither stopped by ASHA nor 'ended with it'
+    assert "ended with it" not in proc.stdout and "ASHA stopped 0 of 1 completed trials" in proc.stdout
+    truth = one_truth(labeltune_home / "runs" / "t1", uri)
+    assert truth["status"] == "finished" and truth["stop_reason"].startswith("target reached")
+    assert truth["counts"]["ended_by_stop"] == 1 and f"trial {truth['best_trial']} " in truth["stop_reason"]
+
+    proc = run_cli("search", "--data", str(synth_dir), "--space", str(space), "--trials", "6", "--epochs", "1",
+                   "--concurrency", "1", "--plateau", "1", "--name", "p1", "--address", ray_address)
+    plateau = one_truth(labeltune_home / "runs" / "p1", uri)
+    assert plateau["status"] == "finished" and f"search p1: {sum(plateau['counts'].values())} trials" in proc.stdout
+
+    for name, before in (("t1", truth), ("p1", plateau)):
+        resumed = run_cli("search", "--resume", name, "--address", ray_address)
+        assert f"search {name} had already finished" in resumed.stdout and "nothing to resume" in resumed.stdout
+        assert one_truth(labeltune_home / "runs" / name, uri) == before
 
 
 def test_searches_leaves_out_an_orphan_trial_that_tunes_saved_state_does_not_hold(tmp_path):
@@ -235,78 +267,73 @@ def test_failing_trials_are_recorded_as_failed_and_the_search_finishes(tmp_path,
     assert f"({len(failed)} failed)" in proc.stdout
 
 
+def wait_for(predicate, timeout: float, driver: subprocess.Popen, what: str):
+    """Poll predicate() until it returns something truthy; fail at once if the driver ends first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        assert driver.poll() is None, f"the search ended (exit {driver.returncode}) before {what}"
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def saved_status(search_path: Path) -> dict[str, str]:
+    """trial folder -> status in Tune's latest saved state ({} while there is none or it is being written)."""
+    states = sorted(search_path.glob("experiment_state-*.json"))
+    try:
+        trials = json.loads(states[-1].read_text())["trial_data"] if states else []
+    except json.JSONDecodeError:
+        return {}
+    return {f"trial_{json.loads(t[0])['trial_id']}": json.loads(t[0])["status"] for t in trials}
+
+
 @pytest.mark.timeout(900)
 def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path, ray_address, synth_dir, labeltune_home):
+    """The moment of the kill is decided, not raced: trial 2 is held after its first epoch until Tune's saved state
+    holds trial 1 TERMINATED; then the driver kills itself right after trial 2 completed (Optuna has it COMPLETE,
+    MLflow FINISHED) and before Tune's next snapshot, which still runs it (issue 22 item 7)."""
+    from search.hooks import KILL_ENV
+    from trainable.hold import HOLD_ENV
+
     data = tmp_path / "data"
     shutil.copytree(synth_dir, data)
     space = write_space(tmp_path)
     search_path = labeltune_home / "runs" / "k1"
+    hold = tmp_path / "hold"
     driver = subprocess.Popen(
-        [str(BIN / "labeltune"), "search", "--data", str(data), "--space", str(space), "--trials", "5",
-         "--epochs", "3", "--concurrency", "1", "--grace-period", "3", "--name", "k1", "--address", ray_address],
+        [str(BIN / "labeltune"), "search", "--data", str(data), "--space", str(space), "--trials", "4",
+         "--epochs", "2", "--concurrency", "1", "--grace-period", "2", "--name", "k1", "--address", ray_address],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, HOLD_ENV: f"{hold}:2:1", KILL_ENV: "2"},
     )
     try:
-        deadline = time.time() + 400
-        while time.time() < deadline:  # kill once one trial is complete and Tune has saved state since
-            rows = trial_rows(search_path) if search_path.exists() else {}
-            done = [t for t, r in rows.items() if len(r) == 3]
-            if done and len(rows) >= 2 and saved_terminated(search_path):
-                time.sleep(2)
-                break
-            assert driver.poll() is None, "the search ended before it could be killed"
-            time.sleep(0.5)
-        else:
-            pytest.fail("no trial completed in time")
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(30)
-        # Completed = TERMINATED in Tune's saved state. A trial whose last epochs the worker wrote but the
-        # driver had not yet saved replays them from their checkpoints on resume (tests/test_trial.py).
-        state = json.loads(sorted(search_path.glob("experiment_state-*.json"))[-1].read_text())
-        terminated = {f"trial_{json.loads(t[0])['trial_id']}" for t in state["trial_data"]
-                      if json.loads(t[0])["status"] == "TERMINATED"}
-        before = trial_rows(search_path)
-        completed_before = {t: r for t, r in before.items() if t in terminated}
-        assert completed_before, "no trial was complete in the saved state"
+        held = Path(wait_for(lambda: (hold / "held").exists() and (hold / "held").read_text(), 400, driver,
+                             "trial 2 held after its first epoch")).name
+        # Issue 22 item 3: a second driver on the running search is refused at once, naming the running one.
+        second = run_cli("search", "--resume", "k1", "--address", ray_address, check=False)
+        assert second.returncode == 1 and f"pid {driver.pid}" in second.stderr and "is running" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+        first = wait_for(lambda: [t for t, status in saved_status(search_path).items()
+                                  if status == "TERMINATED" and t != held], 120, driver, "trial 1 in the saved state")
+        (hold / "release").touch()
+        driver.wait(120)
+        assert driver.returncode == -signal.SIGKILL
     finally:
+        (hold / "release").touch()
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
+    from trainable import checkpoint as ckpt_io
+
+    before = trial_rows(search_path)  # (Tune's result.json may lack the last row: the kill beat its flush)
+    on_disk = {ckpt["epoch"]: ckpt["metrics"][PRIMARY_METRIC]
+               for ckpt in map(ckpt_io.load, (search_path / held).glob("checkpoint_*"))}
+    assert saved_status(search_path)[held] != "TERMINATED" and sorted(on_disk) == [1, 2]  # the stores disagree now
+    completed_before = {t: before[t] for t in first}
 
     out = run_cli("searches").stdout
     assert "interrupted" in next(line for line in out.splitlines() if line.startswith("k1"))
-    run_cli("search", "--resume", "k1", "--address", ray_address)
-    after = trial_rows(search_path)
-    # A trial the killed driver started after Tune's last snapshot is unknown to the resumed search:
-    # its folder stays behind as an orphan, and the search runs its full budget without it.
-    known = tune_trials(search_path)
-    assert len(known) == 5
-    for trial, rows in completed_before.items():
-        assert after[trial] == rows, f"completed trial {trial} was rerun"
-    for trial in known:
-        iterations = [r["training_iteration"] for r in after[trial]]
-        assert iterations[-1] == 3 and iterations[0] == 1, (trial, iterations)
-    # The kept study: nothing RUNNING after the resume, and every trial Tune knows is in it, finished.
-    import optuna
-
-    from search.study import TUNE_TRIAL_ATTR, study_url
-
-    study = optuna.load_study(study_name="k1", storage=study_url(search_path)).get_trials(deepcopy=False)
-    states = {f"trial_{t.user_attrs[TUNE_TRIAL_ATTR]}": t.state for t in study}
-    assert optuna.trial.TrialState.RUNNING not in states.values()
-    assert all(states[t] == optuna.trial.TrialState.COMPLETE for t in known)
-    # A trial only the killed driver knew is FAIL, unless it finished before the kill: then its result is real
-    # (Optuna cannot change a finished trial, and TPE may use it).
-    assert all(state in (optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE)
-               for t, state in states.items() if t not in known)
-    parent, children = mlflow_runs(labeltune_home, "k1")
-    assert parent.info.status == "FINISHED"
-    by_trial = {f"trial_{c.data.tags['labeltune.trial_id']}": c for c in children}
-    assert len(by_trial) == len(children), "duplicate child runs"
-    assert set(known) <= set(by_trial)
-    assert all(by_trial[t].info.status == "FINISHED" for t in known)
-    for trial in set(by_trial) - set(known):
-        assert by_trial[trial].info.status == "KILLED" and by_trial[trial].data.tags["labeltune.orphaned"] == "true"
-
     # Resume refuses a changed space, and changed data.
     write_space(tmp_path, batch_size=[64])
     proc = run_cli("search", "--resume", "k1", "--space", str(tmp_path / "space.json"), "--address", ray_address,
@@ -314,9 +341,39 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path, ray_ad
     assert proc.returncode == 1 and "space" in proc.stderr and "Traceback" not in proc.stderr
     write_space(tmp_path)
     bird = data / "annotations" / "bird.txt"
-    bird.write_text(bird.read_text() + "1\n")
+    original = bird.read_text()
+    bird.write_text(original + "1\n")
     proc = run_cli("search", "--resume", "k1", "--address", ray_address, check=False)
     assert proc.returncode == 1 and "changed" in proc.stderr and "Traceback" not in proc.stderr
+    bird.write_text(original)
+
+    run_cli("search", "--resume", "k1", "--address", ray_address)
+    after = trial_rows(search_path)
+    known = tune_trials(search_path)
+    assert len(known) == 4
+    for trial, rows in completed_before.items():
+        assert after[trial] == rows, f"completed trial {trial} was rerun"
+    # The trial only the study and MLflow had as finished was replayed from its checkpoints, not trained again.
+    # (rows are told apart by the worker that reported them: result.json can gain the lost driver's last rows late)
+    first_workers = {r["pid"] for rows in before.values() for r in rows}
+    replayed = [r for r in after[held] if r["pid"] not in first_workers]
+    assert replayed and all(r.get("replayed_decided") is True for r in replayed), replayed
+    assert {r["training_iteration"]: r[PRIMARY_METRIC] for r in after[held]} == pytest.approx(on_disk)
+    for trial in known:
+        iterations = [r["training_iteration"] for r in after[trial]]
+        assert iterations[-1] == 2 and iterations[0] == 1, (trial, iterations)
+    truth = one_truth(search_path, f"sqlite:///{labeltune_home / 'mlruns' / 'mlflow.db'}")
+    assert truth["status"] == "finished" and truth["counts"]["finished"] == 4
+    parent, children = mlflow_runs(labeltune_home, "k1")
+    by_trial = {f"trial_{c.data.tags['labeltune.trial_id']}": c for c in children}
+    assert len(by_trial) == len(children) == 4, "duplicate or orphaned child runs"
+    assert all(by_trial[t].info.status == "FINISHED" for t in known)
+    from mlflow import MlflowClient
+
+    history = MlflowClient(f"sqlite:///{labeltune_home / 'mlruns' / 'mlflow.db'}").get_metric_history(
+        by_trial[held].info.run_id, PRIMARY_METRIC)
+    assert sorted(m.step for m in history) == [1, 2]  # each step once
+
 
 
 @pytest.mark.timeout(120)
@@ -330,37 +387,42 @@ def test_unsatisfiable_resources_are_refused_with_the_cluster_resources(tmp_path
 @pytest.mark.timeout(450)
 def test_item1_ctrl_c_leaves_an_interrupted_search_that_says_how_to_resume(tmp_path, ray_address, synth_dir,
                                                                            labeltune_home):
-    """Issue 12 item 1: SIGINT to the driver -> exit 130, record 'interrupted', a line naming the resume command."""
+    """Issue 12 item 1: SIGINT to the driver -> exit 130, record 'interrupted', a line naming the resume command.
+    Issue 22: Ctrl-C while trial 1 is held after its first epoch (not raced), the counts agree, and the resume
+    finishes the search with one truth in every store."""
+    from trainable.hold import HOLD_ENV
+
     space = write_space(tmp_path, model=["cnn5"])
     search_path = labeltune_home / "runs" / "s_int"
+    hold = tmp_path / "hold"
     driver = subprocess.Popen(  # Popen from Python starts the child with SIGINT at its default
-        [str(BIN / "labeltune"), "search", "--data", str(synth_dir), "--space", str(space), "--trials", "8",
-         "--epochs", "3", "--concurrency", "1", "--grace-period", "3", "--name", "s_int", "--address", ray_address,
-         "--no-track"],
+        [str(BIN / "labeltune"), "search", "--data", str(synth_dir), "--space", str(space), "--trials", "3",
+         "--epochs", "2", "--concurrency", "1", "--grace-period", "2", "--name", "s_int", "--address", ray_address],
         stdout=(tmp_path / "out").open("w"), stderr=(tmp_path / "err").open("w"), start_new_session=True,
+        env={**os.environ, HOLD_ENV: f"{hold}:1:1"},
     )
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline:  # interrupt once a trial has reported an epoch
-            rows = trial_rows(search_path) if search_path.exists() else {}
-            if any(rows.values()):
-                break
-            assert driver.poll() is None, "the search ended before it could be interrupted"
-            time.sleep(0.5)
-        else:
-            pytest.fail("no trial reported in time")
+        wait_for(lambda: (hold / "held").exists(), 300, driver, "trial 1 held after its first epoch")
         driver.send_signal(signal.SIGINT)
         driver.wait(120)
         stdout, stderr = (tmp_path / "out").read_text(), (tmp_path / "err").read_text()
     finally:
+        (hold / "release").touch()
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
     assert driver.returncode == 130, stdout + stderr
     assert "interrupted" in stderr and "labeltune search --resume s_int" in stderr
-    record = json.loads((search_path / "labeltune_search.json").read_text())
-    assert record["status"] == "interrupted"
+    so_far = int(re.search(r"interrupted: (\d+) trials so far", stderr).group(1))
+    uri = f"sqlite:///{labeltune_home / 'mlruns' / 'mlflow.db'}"
+    truth = one_truth(search_path, uri)
+    assert truth["status"] == "interrupted" and truth["counts"]["unfinished"] == 1
     out = run_cli("searches").stdout
-    assert "interrupted" in next(line for line in out.splitlines() if line.startswith("s_int"))
+    line = next(line for line in out.splitlines() if line.startswith("s_int"))
+    assert "interrupted" in line and f"{so_far}/3" in line  # the summary's count is the listing's (item 10)
+
+    run_cli("search", "--resume", "s_int", "--address", ray_address)
+    truth = one_truth(search_path, uri)
+    assert truth["status"] == "finished" and sum(truth["counts"].values()) == 3
 
 
 @pytest.mark.timeout(300)

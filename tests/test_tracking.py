@@ -167,8 +167,8 @@ def test_search_logs_parent_children_metrics_and_figures(ray_address, labeltune_
     assert len(names) == 3  # the names tell the trials apart
     assert sum(child.data.tags.get("labeltune.best") == "true" for child in children) == 1
     assert parent.data.metrics[f"best/{PRIMARY_METRIC}"] == pytest.approx(best)
-    assert parent.data.tags["labeltune.trials"] == "3" and parent.data.tags["labeltune.trials_terminated"] == "3"
-    assert parent.data.tags["labeltune.trials_stopped_early"] == "0"
+    assert parent.data.tags["labeltune.trials"] == "3" and parent.data.tags["labeltune.trials_stopped_early"] == "0"
+    assert json.loads(parent.data.tags["labeltune.outcomes"])["finished"] == 3
     assert parent.data.tags["labeltune.best_trial_id"] in configs
 
 
@@ -181,7 +181,7 @@ def test_failing_trial_is_failed_with_its_error_others_finish(ray_address, label
 
     parent, children = find_search_runs(uri, "s2")
     assert parent.info.status == "FINISHED"
-    assert parent.data.tags["labeltune.trials_error"] == "1"
+    assert parent.data.tags["labeltune.trials_failed"] == "1"
     assert parent.data.tags["labeltune.trials_stopped_early"] == "2"  # the failed trial is not counted
     by_x = {child.data.params["x"]: child for child in children}
     assert set(by_x) == {"0.0", "0.1", "0.2"}
@@ -245,6 +245,7 @@ def test_resume_finds_the_same_runs_after_a_pickle_round_trip(labeltune_home):
     assert statuses() == ("RUNNING", {"t_00000": "RUNNING", "t_00001": "RUNNING"})
     _report(second, done, 2)
     second.on_trial_complete(iteration=2, trials=trials, trial=done)
+    done.status = "TERMINATED"  # as Tune sets it
     second.on_experiment_end(trials=trials)
     assert statuses() == ("KILLED", {"t_00000": "FINISHED", "t_00001": "KILLED"})
     assert names() == {"t_00000": f"{BEST_MARK}00000", "t_00001": "00001"}  # 0.1 + 0.3 at epoch 2 beats 0.2 + 0.1
@@ -255,6 +256,7 @@ def test_resume_finds_the_same_runs_after_a_pickle_round_trip(labeltune_home):
     _report(third, cut, 2)
     _report(third, cut, 3)
     third.on_trial_complete(iteration=3, trials=trials, trial=cut)
+    cut.status = "TERMINATED"
     third.on_experiment_end(trials=trials)
     assert statuses() == ("FINISHED", {"t_00000": "FINISHED", "t_00001": "FINISHED"})
     assert names() == {"t_00000": "00000", "t_00001": f"{BEST_MARK}00001"}  # the mark moved to the new best

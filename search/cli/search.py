@@ -32,9 +32,13 @@ def search(resume_name, **options):
                                    f"{', '.join(changed)} cannot change it (start a new search instead)")
         result = resume_search(resume_name, address=options["address"], tracking_uri=options["tracking_uri"],
                                storage=options["storage"],
-                               space=options["space"] if options["space"] != SearchOptions.space else None)
+                               space=options["space"] if options["space"] != SearchOptions.space else None,
+                               say=click.echo)
     else:
-        result = run_search(SearchOptions(**options))
+        result = run_search(SearchOptions(**options), say=click.echo)
+    if result.already_finished:
+        click.echo(f"search {result.name} had already finished"
+                   + (f" ({result.stop_reason})" if result.stop_reason else "") + ": nothing to resume")
     if result.interrupted:
         if result.top:
             print_summary(result)
@@ -50,10 +54,14 @@ def print_summary(result) -> None:
 
     click.echo(f"\nsearch {result.name}: {result.trials} trials ({result.errored} failed), stored in {result.path}")
     if result.stop_reason:
+        others = result.stop_others
         click.echo(f"ended before its budget: {result.stop_reason}"
-                   + (f" ({result.ended_by_stop} running trials ended with it)" if result.ended_by_stop else ""))
+                   + (f" ({others} other running trial{'s' if others != 1 else ''} ended with it)" if others > 0 else ""))
     if result.asha_rungs:
-        click.echo(f"ASHA stopped {result.stopped_early} of {len(result.all_rows)} trials early "
+        counts = result.counts
+        completed = sum(counts.get(k, 0) for k in ("finished", "stopped_early", "ended_by_stop")) if counts \
+            else len(result.all_rows)
+        click.echo(f"ASHA stopped {result.stopped_early} of {completed} completed trials early "
                    f"(rungs at epoch {', '.join(map(str, result.asha_rungs))})")
     else:
         click.echo("warning: --epochs is not above --grace-period, so ASHA had no rung to stop a trial at: every "
@@ -67,9 +75,15 @@ def print_summary(result) -> None:
         click.echo(f"baseline (no learning, {result.baseline_rule}): {PRIMARY_METRIC} {baseline:.4f}, "
                    f"val/macro_f1 {result.baselines['baseline/val/macro_f1']:.4f}, "
                    f"val/map {result.baselines['baseline/val/map']:.4f}; best trial {best - baseline:+.4f}")
-        if best <= baseline:
-            click.echo(f"warning: no trial beats the no-learning baseline on {PRIMARY_METRIC}; promote will not "
-                       f"move the alias (search longer, or add pretrained efficientnet_lite0 to the space)", err=True)
+        # Only what promotion checks, not its verdict: it re-chooses the thresholds on val and decides on their
+        # cross-validated val micro-F1 (trainable.metrics), which this summary does not compute.
+        click.echo(f"promote moves the alias only if the best trial's {PRIMARY_METRIC}, at the thresholds it "
+                   f"re-chooses on val (cross-validated inside val), beats the baseline's {baseline:.4f}")
+        from trainable.baselines import beats_baseline
+
+        if not beats_baseline(best, baseline):
+            click.echo(f"warning: at its searched threshold no trial beats the no-learning baseline on "
+                       f"{PRIMARY_METRIC} (search longer, or add pretrained efficientnet_lite0 to the space)", err=True)
     for key in sorted(result.best_config):
         click.echo(f"    {key} = {result.best_config[key]}")
     shown = ["val/loss", "val/micro_f1", "val/macro_f1", "val/micro_precision", "val/micro_recall", "val/map"]
@@ -87,7 +101,12 @@ def print_summary(result) -> None:
 @click.command()
 @click.option("--storage", default=None, help="where searches live [default: $LABELTUNE_HOME/runs]")
 def searches(storage):
-    """List the searches: status, trials done, best score."""
+    """List the searches: status, trials done, best score.
+
+    A damaged search is a row of its own (status `damaged`, or its status with a `!` when only its
+    Optuna study is damaged) and a line on stderr that names the file and what to do; the others
+    are listed as usual and the exit status stays 0: the listing itself worked.
+    """
     from search.catalog import list_searches
     from trainable.config import PRIMARY_METRIC
 
@@ -98,4 +117,10 @@ def searches(storage):
     click.echo(f"{'name':<28}{'status':<13}{'trials':>8}{'best ' + PRIMARY_METRIC:>20}  started")
     for row in rows:
         best = f"{row['best']:.4f}" if row["best"] is not None else "-"
-        click.echo(f"{row['name']:<28}{row['status']:<13}{row['trials_done']:>4}/{row['trials']:<3}{best:>20}  {row['started']}")
+        status = row["status"] + ("!" if row["problem"] and row["status"] != "damaged" else "")
+        of = row["trials"] if row["trials"] is not None else "?"
+        trials = f"{row['trials_done']:>4}/{of:<3}" if row["trials_done"] is not None else "-"
+        click.echo(f"{row['name']:<28}{status:<13}{trials:>8}{best:>20}  {row['started']}")
+    for row in rows:
+        if row["problem"]:
+            click.echo(f"warning: {row['problem']}", err=True)  # the problem names the file

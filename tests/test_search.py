@@ -81,6 +81,8 @@ def test_search_completes_and_reports_the_best_trial(finished_search):
     best = max(r[PRIMARY_METRIC] for trial in rows.values() for r in trial)
     assert f"best trial: {PRIMARY_METRIC} {best:.4f}" in stdout
     assert "top 5:" in stdout and f"labeltune promote --search {name}" in stdout
+    # what promotion will check, not a verdict of its own (issue 22 item 8)
+    assert "promote moves the alias only if" in stdout and "cross-validated inside val" in stdout
     record = json.loads((home / "runs" / name / "labeltune_search.json").read_text())
     assert record["status"] == "finished" and record["data_fingerprint"] and record["space_fingerprint"]
 
@@ -225,8 +227,10 @@ def test_target_and_plateau_end_the_search_say_why_and_leave_one_truth_that_a_re
 
     proc = run_cli("search", "--data", str(synth_dir), "--space", str(space), "--trials", "6", "--epochs", "1",
                    "--concurrency", "1", "--plateau", "1", "--name", "p1", "--address", ray_address)
+    from search.outcome import started
+
     plateau = one_truth(labeltune_home / "runs" / "p1", uri)
-    assert plateau["status"] == "finished" and f"search p1: {sum(plateau['counts'].values())} trials" in proc.stdout
+    assert plateau["status"] == "finished" and f"search p1: {started(plateau['counts'])} trials" in proc.stdout
 
     for name, before in (("t1", truth), ("p1", plateau)):
         resumed = run_cli("search", "--resume", name, "--address", ray_address)

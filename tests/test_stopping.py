@@ -225,3 +225,34 @@ def test_a_search_a_stop_ends_is_finished_even_with_trials_left_unfinished(tmp_p
                                 metric_analysis={PRIMARY_METRIC: {"max": 0.6, "last": 0.6}})
     assert finish("target reached: trial a", [cut]) == (False, "finished")  # 1 of 8 trials, cut short: still done
     assert finish("", [cut]) == (True, "interrupted")  # the same without a stop: Ctrl-C left it
+
+
+def test_resuming_a_finished_search_repairs_the_running_trials_an_older_stop_left(tmp_path):
+    """Issue 22 item 2: a --target stop of an older labeltune left Optuna trials RUNNING; the next resume settles them
+    from the trials' own results (a trial that reported: COMPLETE with its last score; one that did not: FAIL)."""
+    import json
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from search.study import repair_stopped, study_storage
+
+    study = optuna.create_study(study_name="s", storage=study_storage(tmp_path), direction="maximize")
+    for trial_id in ("reported", "silent"):
+        study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1.0)}).set_user_attr("tune_trial_id", trial_id)
+    (tmp_path / "trial_reported").mkdir()
+    (tmp_path / "trial_reported" / "result.json").write_text(
+        "\n".join(json.dumps({PRIMARY_METRIC: v, "training_iteration": i}) for i, v in ((1, 0.3), (2, 0.25))) + "\n")
+    assert repair_stopped(tmp_path, "s") == 2
+    assert [(t.state, t.value) for t in study.get_trials()] == [(TrialState.COMPLETE, 0.25), (TrialState.FAIL, None)]
+    assert repair_stopped(tmp_path, "s") == 0
+
+
+def test_a_recipe_the_warm_start_brought_is_not_queued_again(tmp_path):
+    """Issue 22 item 11: build_tuner drops a first point whose values a finished trial of the study already has."""
+    from search.study import study_holds
+
+    s1 = _kept_study(tmp_path, "s1", [("cnn4", 1e-3, 0.5)])
+    assert study_holds(s1.path, "s1", {"model": "cnn4", "lr_adamw": 1e-3})
+    assert not study_holds(s1.path, "s1", {"model": "cnn4", "lr_adamw": 2e-3})
+    assert not study_holds(tmp_path / "none", "none", {"model": "cnn4"})  # no study: nothing held

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from common import bench_root, log, synth_dataset, table, use_bench_decode_cache, write_results
-from search.tuner import SearchOptions  # after common, which puts the repository on sys.path
+from search.options import SearchOptions  # after common, which puts the repository on sys.path
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
         f"about {2.5 * len(seeds) * args.images / 1200 * args.trials / 6 * args.epochs / 3:.0f} min on 2 quiet cores")
     use_bench_decode_cache()
     from search.promote import promote
-    from search.tuner import run_search
+    from search.run import run_search
 
     storage = bench_root() / "ensemble-searches"
     rows = []

@@ -216,7 +216,8 @@ def run_search(name: str, space: dict, data, dataset, args, *, trials: int, epoc
     """labeltune's build_tuner with tracking off and a driver-side epoch clock; Tune stops at `seconds`."""
     from search.pruning import CheckpointPruner
     from search.record import SearchRecord
-    from search.tuner import SearchOptions, build_tuner
+    from search.options import SearchOptions
+    from search.tuner import build_tuner
     from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
 
     opts = SearchOptions(data=str(dataset.root), space="bench", trials=trials, epochs=epochs, seed=0,
@@ -414,7 +415,7 @@ def main(argv=None) -> dict:
     use_bench_decode_cache()
     root = synth_dataset(args.n_images)
     t_synth = time.time() - t
-    from search.tuner import load_trial_data
+    from trainable.trial_data import load_trial_data
 
     t = time.time()
     dataset, data = load_trial_data(str(root), 0, False)

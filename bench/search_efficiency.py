@@ -110,7 +110,7 @@ import numpy as np  # noqa: E402
 from common import (REPO, asha_expected_epochs, bench_root, log, results_variant, synth_dataset,  # noqa: E402
                     table, use_bench_decode_cache, variant_name, write_results)
 from search.record import SearchRecord  # noqa: E402  (after common, which puts the repository on sys.path)
-from search.tuner import SearchOptions  # noqa: E402
+from search.options import SearchOptions  # noqa: E402
 from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE  # noqa: E402
 from trainable.models import pretrained_available  # noqa: E402
 
@@ -230,7 +230,7 @@ def asha_settings(opts: SearchOptions) -> dict:
 
 
 def tuner_kwargs(arm: Arm, opts: SearchOptions) -> dict:
-    """build_tuner's keyword arguments for `arm`: only what the arm changes is passed."""
+    """TunerParts' fields for `arm` (search/tuner.py): only what the arm changes is given."""
     kwargs: dict = {"baseline_points": arm.points, **({"tell_pruned": True} if arm.pruned else {})}
     if arm.sampler == "random":
         from optuna.samplers import RandomSampler
@@ -335,7 +335,7 @@ def run_arm(arm: str, seed: int, args, space: dict, data, dataset, storage: Path
     from search.pruning import CheckpointPruner
     from search.record import STUDY_FILE
     from search.study import warm_start
-    from search.tuner import build_tuner
+    from search.tuner import TunerParts, build_tuner
 
     name = f"{arm}-seed{seed}"
     opts = SearchOptions(data=str(dataset.root), space="bench", trials=args.trials, epochs=args.epochs,
@@ -351,7 +351,7 @@ def run_arm(arm: str, seed: int, args, space: dict, data, dataset, storage: Path
         log(f"seed {seed}: {arm}: {warm}")
     clock = trial_clock()
     tuner = build_tuner(opts, record, data, [CheckpointPruner(PRIMARY_METRIC, PRIMARY_MODE), clock],
-                        **tuner_kwargs(ARMS[arm], opts))
+                        parts=TunerParts(**tuner_kwargs(ARMS[arm], opts)))
     t = time.time()
     grid = tuner.fit()
     wall = time.time() - t
@@ -491,7 +491,7 @@ def seed_baselines(n_images: int, seeds: list[int]) -> dict[int, dict]:
     """Per seed, the no-learning baseline (trainable.baselines: the most frequent labels, fitted on the train
     split) on that seed's val and test split: what every score in the table must beat. Reads annotations only;
     synth_dataset writes a seed's images first where $LABELTUNE_BENCH_DATA does not hold them yet."""
-    from search.tuner import search_baselines
+    from search.run import search_baselines
     from trainable import data as data_mod
 
     out = {}
@@ -794,7 +794,7 @@ def main(argv=None) -> dict:
 
     from search import space as spaces
     from search.console import quiet_ray
-    from search.tuner import load_trial_data
+    from trainable.trial_data import load_trial_data
 
     quiet_ray()
     started = time.time()

@@ -226,7 +226,7 @@ def best_checkpoint(search_path: Path, metric: str = PRIMARY_METRIC, mode: str =
 def promote(search: str, metric: str = PRIMARY_METRIC, alias: str = "champion", model_name: str = "labeltune",
             tracking_uri: str | None = None, storage: str | None = None, card_path: str | None = None,
             register: bool = True, ensemble: int = 1, allow_below_baseline: bool = False) -> Promotion:
-    from search.tuner import load_trial_data
+    from trainable.trial_data import load_trial_data
     from trainable.baselines import for_splits
     from trainable.config import TrainConfig
     from trainable.gym import Gym

@@ -8,7 +8,7 @@
 Everything is read from the files a search leaves (the record, Tune's `trial_<id>/result.json`,
 the kept Optuna study `optuna.db`), so it works on a finished, interrupted or running search
 and needs no Ray cluster (Ray is imported, only for the names search/outcome.py and
-search/study.py define). `search.tuner._finish` logs it to the parent run at the end of a
+search/study.py define). `search.run._finish` logs it to the parent run at the end of a
 search and of each resume.
 
 Importance is Optuna's PED-ANOVA (`get_param_importances`' default evaluator): in Optuna 5 it
@@ -48,7 +48,7 @@ from search.outcome import OUTCOME_ATTR, OUTCOMES, started
 from search.record import STUDY_FILE, TUNE_TRIAL_ATTR, SearchRecord, load_kept_study
 from search.record import WARM_FROM
 from search.space import ASL_KNOBS, choices
-from search.tuner import ASHA_REDUCTION
+from search.asha import REDUCTION as ASHA_REDUCTION
 from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
 
 log = logging.getLogger(__name__)

@@ -57,14 +57,32 @@ class KeptOptunaSearch(OptunaSearch):
         super().restore(checkpoint_path)
         self._finished_before = None  # a new driver reads the study again
 
+    # ---- Ray 2.60's OptunaSearch keeps its state in private attributes; these read them, nothing else does ----
+
+    def optuna_trial(self, trial_id: str):
+        """The Optuna trial (ask-and-tell `optuna.Trial`) of a Tune trial, or None (Ray 2.60: `_ot_trials`)."""
+        return self._ot_trials.get(trial_id)
+
+    def optuna_study(self):
+        """The searcher's Optuna study (Ray 2.60: `_ot_study`)."""
+        return self._ot_study
+
+    def completed(self) -> set[str]:
+        """The Tune trial ids the searcher has told Optuna about, as OptunaSearch marks them (Ray 2.60:
+        `_completed_trials`; a trial in it is never told again)."""
+        return self._completed_trials
+
+    # ---- hooks ----------------------------------------------------------------------------------------------
+
     def _told_before(self, trial_id: str) -> bool:
         """Whether the study holds this trial as finished although Tune runs it: a driver lost between Optuna's
         tell and Tune's snapshot. Its replay (trainable/trial.py) must not be told again. Reads the study once."""
-        trial = self._ot_trials.get(trial_id)
+        trial = self.optuna_trial(trial_id)
         if trial is None:
             return False
         if getattr(self, "_finished_before", None) is None:
-            self._finished_before = {t.number for t in self._ot_study.get_trials(deepcopy=False) if t.state.is_finished()}
+            trials = self.optuna_study().get_trials(deepcopy=False)
+            self._finished_before = {t.number for t in trials if t.state.is_finished()}
         return trial.number in self._finished_before
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -72,27 +90,33 @@ class KeptOptunaSearch(OptunaSearch):
             super().on_trial_result(trial_id, result)
 
     def suggest(self, trial_id: str):
-        new = trial_id not in self._ot_trials
+        new = self.optuna_trial(trial_id) is None
         config = super().suggest(trial_id)
-        if new and trial_id in self._ot_trials:
-            self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+        if new and self.optuna_trial(trial_id) is not None:
+            self.optuna_trial(trial_id).set_user_attr(TUNE_TRIAL_ATTR, trial_id)
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if self._told_before(trial_id):
-            self._completed_trials.add(trial_id)
+            self.completed().add(trial_id)
             return
         epochs = (result or {}).get("training_iteration")
         if (self.pruned_below is None or error or epochs is None or int(epochs) >= self.pruned_below
-                or trial_id not in self._ot_trials or trial_id in self._completed_trials):
+                or self.optuna_trial(trial_id) is None or trial_id in self.completed()):
             return super().on_trial_complete(trial_id, result, error)
         from optuna.trial import TrialState
 
         try:
-            self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+            self.optuna_study().tell(self.optuna_trial(trial_id), state=TrialState.PRUNED)
         except Exception as exc:  # noqa: BLE001  (as OptunaSearch: a refused tell is a warning, not a dead search)
             log.warning("Optuna refused trial %s as PRUNED: %s", trial_id, exc)
-        self._completed_trials.add(trial_id)
+        self.completed().add(trial_id)
+
+
+def storage_id(trial) -> int:
+    """A FrozenTrial's id in its storage, which the storage's setters take (Optuna 5.0: the private `_trial_id`;
+    FrozenTrial has no public one). tests/test_structure.py fails, naming this function, if it goes away."""
+    return trial._trial_id
 
 
 def fail_zombies(search_path: Path, study_name: str, known_trial_ids: set[str]) -> int:
@@ -110,7 +134,7 @@ def fail_zombies(search_path: Path, study_name: str, known_trial_ids: set[str]) 
     zombies = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                if t.user_attrs.get(TUNE_TRIAL_ATTR) not in known_trial_ids]
     for trial in zombies:
-        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        storage.set_trial_state_values(storage_id(trial), TrialState.FAIL)
     if zombies:
         log.info("marked %d Optuna trials FAIL that the killed driver started after Tune's last snapshot", len(zombies))
     return len(zombies)
@@ -208,14 +232,14 @@ def settle(search_path: Path, study_name: str, outcomes: dict, final: bool) -> N
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         item = outcomes.get(trial.user_attrs.get(TUNE_TRIAL_ATTR))
         if item is not None and item.outcome != "unfinished":
-            storage.set_trial_user_attr(trial._trial_id, OUTCOME_ATTR, item.outcome)
+            storage.set_trial_user_attr(storage_id(trial), OUTCOME_ATTR, item.outcome)
         if item is None:
             if final and trial.state == TrialState.WAITING:
-                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                storage.set_trial_state_values(storage_id(trial), TrialState.FAIL)
         elif item.outcome in COMPLETED and item.last is not None:
-            storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [item.last])
+            storage.set_trial_state_values(storage_id(trial), TrialState.COMPLETE, [item.last])
         elif item.outcome != "unfinished":
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            storage.set_trial_state_values(storage_id(trial), TrialState.FAIL)
 
 
 def kept_outcomes(search_path: Path, study_name: str) -> dict[str, dict]:
@@ -271,8 +295,8 @@ def repair_stopped(search_path: Path, study_name: str) -> int:
     for trial in running:
         rows = [r for r in results.get(f"trial_{trial.user_attrs.get(TUNE_TRIAL_ATTR)}", []) if PRIMARY_METRIC in r]
         if rows:
-            storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [rows[-1][PRIMARY_METRIC]])
+            storage.set_trial_state_values(storage_id(trial), TrialState.COMPLETE, [rows[-1][PRIMARY_METRIC]])
         else:
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            storage.set_trial_state_values(storage_id(trial), TrialState.FAIL)
     log.info("settled %d Optuna trials an earlier stop of %s left RUNNING", len(running), study_name)
     return len(running)

@@ -1,84 +1,48 @@
-"""Build, run and resume a search: Ray Tune + Optuna TPE + ASHA over the Gym trainable.
+"""Build the Tuner of a search from its parts: Ray Tune + Optuna TPE + ASHA over the Gym trainable.
 
-    result = run_search(SearchOptions(data="d", space="quick", trials=8, epochs=3))
-    result = resume_search("search-20261128-101500")
+    tuner = build_tuner(opts, record, data, callbacks)                    # what `labeltune search` runs
+    tuner = build_tuner(opts, record, data, callbacks, parts=TunerParts(sampler=RandomSampler(seed=0)))
+    tuner = build_tuner(opts, record, data, callbacks, restore_path=record.path)   # a resume
 
-The driver decodes the dataset once and puts it in Ray's object store; trials get it
-through `tune.with_parameters`. Trials reuse their worker processes
-(`reuse_actors=True`), so the process start-up, the CUDA context and the device copy
-of the data (gym._DEVICE_DATA) are paid once per worker, not once per trial.
-
-A search lives in `<storage>/<name>/` (default `$LABELTUNE_HOME/runs/<name>`): Tune's
-state plus `labeltune_search.json`, the record of what it was started with (data
-folder and fingerprint, split_seed, space and its fingerprint, budget, command line).
-Resume and promote find a search by its name there.
+The trials get the decoded images through `tune.with_parameters` (Ray's object store) and
+reuse their worker processes (`reuse_actors=True`), so the process start-up, the CUDA
+context and the device copy of the data (gym._DEVICE_DATA) are paid once per worker, not
+once per trial. Starting, resuming and summarising a search is search/run.py's job; the
+cluster's resources are search/cluster.py's.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import functools
-import logging
-import os
-import socket
-import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from search import space as spaces
-from search.options import SearchError, SearchOptions
-from search.record import STUDY_FILE, SearchRecord, exists, search_dir
-from trainable import store
-from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
-
-log = logging.getLogger(__name__)
-
-from search.asha import REDUCTION as ASHA_REDUCTION  # noqa: E402,F401  (search/report.py reads it here)
-from search.asha import rungs as asha_rungs  # noqa: E402,F401
-from trainable.models import MODEL_SPECS  # noqa: E402
-
-GPU_SHARE = {name: spec.gpu_share for name, spec in MODEL_SPECS.items()}
-"""GPU fraction per trial by model when --gpus-per-trial is not given (ModelSpec.gpu_share: small CNNs pack 4 to a GPU)."""
+from search.asha import REDUCTION as ASHA_REDUCTION
+from search.cluster import cluster_has_gpu, trial_resources, trial_slots
+from search.options import SearchOptions
+from search.record import SearchRecord
+from trainable.config import PRIMARY_METRIC, PRIMARY_MODE
 
 
-@dataclass
-class SearchResult:
-    name: str
-    path: str
-    best_config: dict
-    best_metrics: dict
-    top: list[dict] = field(default_factory=list)
-    trials: int = 0
-    errored: int = 0
-    parent_run_id: str | None = None
-    tracking_uri: str | None = None
-    baselines: dict = field(default_factory=dict)
-    """baseline/val/... and baseline/test/... of the search's split (trainable.baselines)"""
-    baseline_rule: str = ""
-    interrupted: bool = False
-    """trials were left unfinished (Ctrl-C): `search --resume NAME` continues them"""
-    stop_reason: str = ""
-    """why the search ended before its budget (--target or --plateau), '' otherwise"""
-    all_rows: list[dict] = field(default_factory=list)
-    """every trial that reported, best first (top holds the first 5)"""
-    stopped_early: int = 0
-    """trials ASHA stopped before the last epoch"""
-    ended_by_stop: int = 0
-    """trials still running when --target or --plateau ended the search"""
-    asha_rungs: list[int] = field(default_factory=list)
-    """the epochs at which ASHA could stop a trial ([]: the budget left it none)"""
-    counts: dict[str, int] = field(default_factory=dict)
-    """trials per outcome (search/outcome.py), as the record, the study and the MLflow parent hold them"""
-    stop_others: int = 0
-    """running trials --target or --plateau ended, besides the one that reached the target"""
-    already_finished: bool = False
-    """a resume found the search finished: nothing ran, the summary is the recorded one"""
+@dataclass(frozen=True)
+class TunerParts:
+    """What a benchmark swaps in the product's Tuner (bench/search_efficiency.py's arms); searches use the defaults.
 
+    None means labeltune's own: TPE (multivariate, grouped, start-up trials scaled to the budget) and ASHA.
+    """
 
-# ---- resources -----------------------------------------------------------------
+    sampler: Any = None
+    """an Optuna sampler instead of TPE"""
+    scheduler: Any = None
+    """a Tune scheduler instead of ASHA"""
+    baseline_points: bool = True
+    """the space's known-good recipes first (search/space.py RECIPES)"""
+    keep_study: bool = True
+    """the Optuna study lives in the search folder (search/study.py), not in memory"""
+    tell_pruned: bool = False
+    """trials ASHA stopped reach Optuna as PRUNED, not COMPLETE (KeptOptunaSearch)"""
 
 
 def trial_dirname(trial) -> str:
@@ -86,172 +50,15 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def trial_resources(config: dict, gpus: float | None, cpus: float | None, use_gpu: bool):
-    """Tune resources for one trial as a PlacementGroupFactory (what Tune wants from a function)."""
-    from ray.tune import PlacementGroupFactory
-
-    return PlacementGroupFactory([resource_request(config.get("model", "cnn5"), gpus, cpus, use_gpu)])
-
-
-def resource_request(model: str, gpus: float | None, cpus: float | None, use_gpu: bool) -> dict[str, float]:
-    request = {"CPU": float(cpus if cpus is not None else 1)}
-    gpu = gpus if gpus is not None else (GPU_SHARE.get(model, 1.0) if use_gpu else 0)
-    if gpu:
-        request["GPU"] = float(gpu)
-    return request
-
-
-def trial_slots(models: list[str], gpus: float | None, cpus: float | None, use_gpu: bool,
-                nodes: dict[str, dict[str, float]] | None = None) -> int:
-    """How many trials of the space's cheapest model the cluster runs at once, counted node by node.
-
-    Refuses a model whose request no single node can meet (Ray itself only warns and waits forever),
-    naming what asked for it and what each node has. `nodes` (name -> resources) defaults to the
-    connected cluster's.
-    """
-    nodes = cluster_nodes() if nodes is None else nodes
-    slots = []
-    for model in models:
-        request = resource_request(model, gpus, cpus, use_gpu)
-        # 1e-9: 0.7 GPU / 0.1 per trial is 6.999... in floating point, 7 trials for Ray.
-        per_node = [min(int(node.get(k, 0) / v + 1e-9) for k, v in request.items()) for node in nodes.values()]
-        if not any(per_node):
-            have = ", ".join(f"node {name} ({_amounts(node) or 'no CPU or GPU'})" for name, node in nodes.items())
-            raise SearchError(f"{_asked_by(model, request, gpus, cpus)}: no node has {_amounts(request)} "
-                              f"(cluster: {have})")
-        slots.append(sum(per_node))
-    return max(slots)
-
-
-def _asked_by(model: str, request: dict[str, float], gpus: float | None, cpus: float | None) -> str:
-    """What set a trial's request: the options given, or else the model's GPU share."""
-    causes = []
-    if "GPU" in request:
-        causes.append(f"--gpus-per-trial {gpus:g}" if gpus is not None else
-                      f"{model}'s GPU share {request['GPU']:g} (by model; --gpus-per-trial overrides it)")
-    if cpus is not None:
-        causes.append(f"--cpus-per-trial {cpus:g}")
-    return " with ".join(causes) or f"a {model} trial"
-
-
-def _amounts(resources: dict[str, float]) -> str:
-    """{'CPU': 4.0, 'GPU': 1.0} -> '1 GPU, 4 CPU' (GPU first: it is what trials wait for)."""
-    return ", ".join(f"{resources[k]:g} {k}" for k in ("GPU", "CPU") if resources.get(k))
-
-
-def cluster_nodes() -> dict[str, dict[str, float]]:
-    """'<ip>/<node id prefix>' -> CPU and GPU of each alive node (several nodes can share a host)."""
-    import ray
-
-    return {f"{n['NodeManagerAddress']}/{n['NodeID'][:6]}": {k: n["Resources"].get(k, 0.0) for k in ("CPU", "GPU")}
-            for n in ray.nodes() if n.get("Alive")}
-
-
-def cluster_has_gpu() -> bool:
-    import ray
-
-    return ray.cluster_resources().get("GPU", 0) > 0
-
-
-def init_ray(address: str | None) -> dict | None:
-    """Start a local Ray (address None) or join a cluster ('auto' or host:port).
-
-    Returns what identifies the processes of a local Ray this driver started (search/leftovers.py), so
-    that a later resume or `searches` can end them should this driver be killed; None when it joined one.
-    """
-    import ray
-
-    from search.console import quiet_ray
-
-    quiet_ray()
-    # Short epochs snapshot the experiment often; that is expected, not a bottleneck worth a warning.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if ray.is_initialized():
-        return None
-    kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-    address = address or os.environ.get("LABELTUNE_RAY_ADDRESS")
-    if address:
-        ray.init(address=address, **kwargs)
-        return None
-    ray.init(include_dashboard=False, **kwargs)
-    from search.leftovers import local_ray_session
-
-    return local_ray_session()
-
-
-# re-exported: run_search records it as the search's pretrained_models (trainable.models.pretrained_by_default)
-from trainable.models import pretrained_available  # noqa: E402,F401
-
-
-# ---- provenance ----------------------------------------------------------------
-
-
-def git_commit() -> str | None:
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-# ---- run / resume --------------------------------------------------------------
-
-
-def load_trial_data(data_dir: str, limit: int, skip_bad_images: bool):
-    """Load and decode the dataset once on the driver (the decode cache makes a second search instant).
-
-    Always RGB: gray trials convert on the device, so one array serves every trial.
-    """
-    from trainable import data as data_mod
-    from trainable.trial import TrialData
-
-    dataset = data_mod.load(data_dir, skip_bad_images=skip_bad_images)
-    images = data_mod.decode(dataset, "rgb")
-    if limit:
-        images, targets = images[:limit], dataset.targets[:limit]
-    else:
-        targets = dataset.targets
-    import numpy as np
-
-    return dataset, TrialData(np.ascontiguousarray(images), np.ascontiguousarray(targets), dataset.labels, dataset.fingerprint)
-
-
-def search_baselines(data, split_seed: int) -> tuple[str, dict]:
-    """(what the micro-F1 baseline predicts, baseline figures of val and test) on the split every trial uses."""
-    from trainable.baselines import BaselineError, for_splits
-    from trainable.config import TrainConfig
-    from trainable.data import split
-
-    splits = dict(zip(("train", "val", "test"), split(len(data.targets), TrainConfig().split_fractions, split_seed)))
-    try:
-        base, figures = for_splits(data.targets, splits, data.labels)
-    except BaselineError as exc:
-        sizes = ", ".join(f"{name} {len(idx)}" for name, idx in splits.items())
-        raise SearchError(f"{len(data.targets)} images split into {sizes}: {exc}") from exc
-    return base.describe(), figures
-
-
-def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks: list, restore_path: Path | None = None, *,
-                sampler=None, scheduler=None, baseline_points: bool = True, stop=None, keep_study: bool = True,
-                tell_pruned: bool = False, finished: frozenset[str] = frozenset()):
+def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks: list, restore_path: Path | None = None,
+                *, parts: TunerParts = TunerParts(), stop=None, finished: frozenset[str] = frozenset()):
     """The Tuner: OptunaSearch (TPE) + ASHA + per-model resources + checkpoints scored by PRIMARY_METRIC.
 
-    `sampler` (an optuna sampler), `scheduler` (a Tune scheduler) and `baseline_points=False`
-    replace TPE, ASHA and the space's baseline points: bench/search_efficiency.py's random arms
-    are this Tuner with only those swapped. `stop`: a Tune Stopper (search.stopping.SearchStopper).
-    `keep_study`: the Optuna study lives in the search folder (search/study.py), not in memory.
-    `tell_pruned`: trials ASHA stopped reach Optuna as PRUNED, not COMPLETE (KeptOptunaSearch).
-    `finished`: trials a resume must not train again (trainable/trial.py run_trial).
+    `stop`: a Tune Stopper (search.stopping.SearchStopper). `finished`: trials a resume must not
+    train again (trainable/trial.py run_trial). `restore_path`: Tune's saved state to continue.
     """
-    from optuna.samplers import TPESampler
     from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
 
-    from search.asha import ReplayAwareASHA
-    from search.study import KeptOptunaSearch, study_storage, study_holds
     from trainable.trial import make_trainable
 
     use_gpu = cluster_has_gpu()
@@ -260,38 +67,15 @@ def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks
     if restore_path is not None:
         tuner = tune.Tuner.restore(str(restore_path), trainable=trainable, resume_unfinished=True, resume_errored=True)
         # Tune restores the callbacks pickled at the start; give this driver fresh ones (its tracking URI).
-        tuner._local_tuner.get_run_config().callbacks = callbacks
-        tuner._local_tuner.get_run_config().stop = stop
+        run_config = restored_run_config(tuner)
+        run_config.callbacks, run_config.stop = callbacks, stop
         return tuner
-
-    space = record.space
-    points = spaces.points_to_evaluate(space, tuple(record.pretrained_models)) if baseline_points else []
-    if record.warm_start and keep_study:  # a recipe the warm start already brought is not run again
-        points = [point for point in points if not study_holds(record.path, record.name, point)]
-    if sampler is None:
-        # Optuna's default of 10 random start-up trials would make a 16-trial search mostly random.
-        startup = max(2, min(10, opts.trials // 4))
-        sampler = TPESampler(seed=opts.seed, n_startup_trials=startup, multivariate=True, group=True)
-    searcher = KeptOptunaSearch(
-        space=spaces.make_define_by_run(space, record.constants, tuple(record.pretrained_models)),
-        metric=PRIMARY_METRIC, mode=PRIMARY_MODE,  # a define-by-run space leaves Tune's param_space empty
-        points_to_evaluate=points or None, sampler=sampler,
-        study_name=record.name if keep_study else None, storage=study_storage(record.path) if keep_study else None,
-        pruned_below=opts.epochs if tell_pruned else None,
-    )
-    # Tune keeps only one trial pending for a custom searcher: without a limiter, trials would start
-    # one at a time. The limiter also makes TPE wait for results instead of proposing blindly.
-    slots = trial_slots(spaces.choices(space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, use_gpu)
-    concurrency = opts.concurrency or min(opts.trials, slots)
-    searcher = ConcurrencyLimiter(searcher, max_concurrent=max(1, concurrency))
-    if scheduler is None:
-        scheduler = ReplayAwareASHA(time_attr="training_iteration", max_t=opts.epochs,
-                                    grace_period=min(opts.grace_period, opts.epochs), reduction_factor=ASHA_REDUCTION)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            metric=PRIMARY_METRIC, mode=PRIMARY_MODE, search_alg=searcher, scheduler=scheduler,
-            num_samples=opts.trials, reuse_actors=True, trial_dirname_creator=trial_dirname,
+            metric=PRIMARY_METRIC, mode=PRIMARY_MODE, search_alg=_searcher(opts, record, parts, use_gpu),
+            scheduler=parts.scheduler or _asha(opts), num_samples=opts.trials, reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
             time_budget_s=opts.time_budget_min * 60 if opts.time_budget_min else None,
         ),
         run_config=tune.RunConfig(
@@ -305,347 +89,48 @@ def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks
     )
 
 
-def _callbacks(opts: SearchOptions, record: SearchRecord, trial_data) -> tuple[list, Any, Any, Any]:
-    """(Tune callbacks, the MLflow tracker or None, the SearchStopper or None, the Outcomes)."""
-    from search.hooks import driver_hooks
-    from search.stopping import Outcomes
-    from search.progress import LiveTable
-    from search.pruning import CheckpointPruner
+def _searcher(opts: SearchOptions, record: SearchRecord, parts: TunerParts, use_gpu: bool):
+    """OptunaSearch on the recorded space (the study kept in the search folder), behind a ConcurrencyLimiter."""
+    from optuna.samplers import TPESampler
+    from ray.tune.search import ConcurrencyLimiter
 
-    callbacks: list = [CheckpointPruner(PRIMARY_METRIC, PRIMARY_MODE)]
-    stopper = None
-    if opts.target is not None or opts.plateau is not None:
-        from search.stopping import SearchStopper
+    from search.study import KeptOptunaSearch, study_holds, study_storage
 
-        stopper = SearchStopper(opts.target, opts.plateau)
-        callbacks.append(stopper)
-    outcomes = Outcomes(opts.epochs, stopper)
-    callbacks.append(outcomes)  # before the tracker: it writes the outcomes to the parent run
-    tracker = None
-    if opts.track:
-        from search.tracking import MLflowTracker
-
-        tracker = MLflowTracker(store.tracking_uri(opts.tracking_uri), record.name, parent_tags={
-            "data_fingerprint": record.data_fingerprint, "data": record.data,
-            "space": record.space_source, "space_fingerprint": record.space_fingerprint,
-            "budget": f"{opts.trials} trials x {opts.epochs} epochs", "command": record.command,
-            "git_commit": record.git_commit or "", "split_seed": str(opts.split_seed),
-            **({"warm_start": ", ".join(f"{k} ({v['added']} trials)" for k, v in record.warm_start.items())}
-               if record.warm_start else {}),
-        }, max_epochs=opts.epochs, parent_metrics=record.baselines, dataset=record_dataset(record, trial_data),
-            stopper=stopper, outcomes=outcomes)
-        callbacks.append(tracker)
-    if opts.verbose:
-        callbacks.append(LiveTable(max_epochs=opts.epochs, trials=opts.trials))
-    return callbacks + driver_hooks(), tracker, stopper, outcomes
-
-
-def warm_start_sources(names: str, storage: str | None, labels: list[str], fingerprint: str) -> list:
-    """(SearchRecord, folder) of each --warm-start search, refused in one line when it cannot seed this one."""
-    from search.record import load_kept_study
-
-    sources = []
-    for name in dict.fromkeys(n.strip() for n in names.split(",") if n.strip()):  # a name given twice counts once
-        path = search_dir(name, storage)
-        if not exists(path):
-            raise SearchError(f"--warm-start {name}: no search named {name} in {path.parent}")
-        record = SearchRecord.read(path)
-        if not (path / STUDY_FILE).is_file():
-            raise SearchError(f"--warm-start {name}: it kept no Optuna study ({path / STUDY_FILE}): it ran "
-                              f"before searches kept theirs, so it cannot seed another")
-        if list(record.labels) != list(labels):
-            only_there, only_here = sorted(set(record.labels) - set(labels)), sorted(set(labels) - set(record.labels))
-            raise SearchError(f"--warm-start {name}: its labels are not the data's "
-                              f"(only there: {', '.join(only_there) or '-'}; only here: {', '.join(only_here) or '-'}"
-                              f"{'; same labels in another order' if not only_there and not only_here else ''})")
-        if record.data_fingerprint != fingerprint:
-            log.warning("--warm-start %s: it searched other data (%s); its scores guide TPE but are not this "
-                        "data's", name, record.data)
-        try:  # read now, before Ray starts and before anything of the new search is written
-            load_kept_study(path, name)
-        except SearchError as exc:
-            raise SearchError(f"--warm-start {name}: {exc}") from None
-        sources.append((record, path))
-    if not sources:
-        raise SearchError(f"--warm-start {names!r}: name at least one earlier search")
-    return sources
-
-
-def record_dataset(record: SearchRecord, trial_data) -> dict:
-    """What the MLflow runs' dataset input says about the images the trials use (after --limit)."""
-    counts = trial_data.targets.sum(axis=0)
-    return {"name": Path(record.data).name, "folder": record.data, "fingerprint": record.data_fingerprint,
-            "n_images": int(len(trial_data.targets)), "labels": list(record.labels),
-            "label_counts": {label: int(c) for label, c in zip(record.labels, counts)}}
-
-
-def _check_tracking(opts: SearchOptions) -> None:
-    if opts.track:
-        from search.tracking import TrackingUnavailable, check_store
-
-        try:
-            check_store(store.tracking_uri(opts.tracking_uri))
-        except TrackingUnavailable as exc:
-            raise SearchError(f"{exc}, or run with --no-track")
-
-
-def run_search(opts: SearchOptions, say: Callable[[str], None] = log.info) -> SearchResult:
-    """Start a new search and run it to the end. `say`: where the driver's progress lines go (the CLI echoes)."""
-    opts.validate()
-    name = opts.name if opts.name is not None else time.strftime("search-%Y%m%d-%H%M%S")
-    space = spaces.load_space(opts.space)
-    path = search_dir(name, opts.storage)
-    if exists(path):
-        raise SearchError(f"a search named {name} already exists in {path.parent}; use --resume {name} or another --name")
-    _check_tracking(opts)
-    dataset, data = load_trial_data(opts.data, opts.limit, opts.skip_bad_images)
-    constants = {"epochs": opts.epochs, "split_seed": opts.split_seed, "seed": opts.seed}
-    record = SearchRecord(
-        name=name, storage=str(path.parent), data=str(Path(opts.data).resolve()),
-        data_fingerprint=dataset.fingerprint, labels=dataset.labels, n_images=len(data.targets),
-        split_seed=opts.split_seed, space_source=opts.space, space=space,
-        space_fingerprint=spaces.fingerprint(space, constants), constants=constants,
-        pretrained_models=list(pretrained_available()), options=dataclasses.asdict(opts),
-        command=" ".join(["labeltune", *sys.argv[1:]]) if sys.argv else "", git_commit=git_commit(),
-        host=socket.gethostname(), driver_pid=os.getpid(), started=time.strftime("%Y-%m-%dT%H:%M:%S"),
-        tracking_uri=store.tracking_uri(opts.tracking_uri) if opts.track else None,
+    space = record.space
+    points = spaces.points_to_evaluate(space, tuple(record.pretrained_models)) if parts.baseline_points else []
+    if record.warm_start and parts.keep_study:  # a recipe the warm start already brought is not run again
+        points = [point for point in points if not study_holds(record.path, record.name, point)]
+    sampler = parts.sampler
+    if sampler is None:
+        # Optuna's default of 10 random start-up trials would make a 16-trial search mostly random.
+        startup = max(2, min(10, opts.trials // 4))
+        sampler = TPESampler(seed=opts.seed, n_startup_trials=startup, multivariate=True, group=True)
+    searcher = KeptOptunaSearch(
+        space=spaces.make_define_by_run(space, record.constants, tuple(record.pretrained_models)),
+        metric=PRIMARY_METRIC, mode=PRIMARY_MODE,  # a define-by-run space leaves Tune's param_space empty
+        points_to_evaluate=points or None, sampler=sampler,
+        study_name=record.name if parts.keep_study else None,
+        storage=study_storage(record.path) if parts.keep_study else None,
+        pruned_below=opts.epochs if parts.tell_pruned else None,
     )
-    record.baseline_rule, record.baselines = search_baselines(data, opts.split_seed)
-    sources = warm_start_sources(opts.warm_start, opts.storage, dataset.labels, dataset.fingerprint) \
-        if opts.warm_start else []
-    record.ray_session = init_ray(opts.address)
-    trial_slots(spaces.choices(space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())  # or refuse
-    with driver_lock(path, record):
-        if sources:
-            from search.study import warm_start
-
-            record.warm_start = warm_start(record.path, name, sources, space)
-            for source, counts in record.warm_start.items():
-                say(describe_warm_start(source, counts))
-        record.write()
-        return _drive(opts, record, data)
+    # Tune keeps only one trial pending for a custom searcher: without a limiter, trials would start
+    # one at a time. The limiter also makes TPE wait for results instead of proposing blindly.
+    slots = trial_slots(spaces.choices(space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, use_gpu)
+    concurrency = opts.concurrency or min(opts.trials, slots)
+    return ConcurrencyLimiter(searcher, max_concurrent=max(1, concurrency))
 
 
-def describe_warm_start(source: str, counts: dict[str, int]) -> str:
-    """'warm start: 4 trials of s1 in the study (2 outside this space, 1 already there from another source)'."""
-    notes = [f"{counts[key]} {text}" for key, text in (("skipped", "outside this space"),
-                                                        ("duplicates", "already there from another source"))
-             if counts.get(key)]
-    return (f"warm start: {counts['added']} trials of {source} in the study"
-            + (f" ({', '.join(notes)})" if notes else ""))
+def _asha(opts: SearchOptions):
+    from search.asha import ReplayAwareASHA
+
+    return ReplayAwareASHA(time_attr="training_iteration", max_t=opts.epochs,
+                           grace_period=min(opts.grace_period, opts.epochs), reduction_factor=ASHA_REDUCTION)
 
 
-def resume_search(name: str, address: str | None = None, tracking_uri: str | None = None,
-                  storage: str | None = None, space: str | None = None, verbose: bool = True,
-                  say: Callable[[str], None] = log.info) -> SearchResult:
-    """Continue an interrupted search: unfinished and errored trials resume, finished ones are kept.
+def restored_run_config(tuner):
+    """The RunConfig a restored Tuner will run with, to hand it this driver's callbacks and stopper.
 
-    A finished search (its budget, --target or --plateau) is not run again: its recorded summary is
-    returned (`already_finished`), without Ray. A search whose driver is alive is refused.
+    Ray 2.60's Tuner keeps it in `_local_tuner.get_run_config()` (private; Tuner.restore takes no
+    callbacks). tests/test_structure.py fails, naming this function, if that attribute goes away.
     """
-    path = search_dir(name, storage)
-    record = SearchRecord.read(path)
-    refuse_running(record)
-    if record.status == "finished":
-        from search.study import repair_stopped
-
-        repair_stopped(path, record.name)  # a --target/--plateau stop of an older labeltune left trials RUNNING
-        return recorded_summary(record)
-    opts = SearchOptions(**{**record.options, "verbose": verbose})
-    if tracking_uri:
-        opts.tracking_uri = tracking_uri
-    if address:
-        opts.address = address
-    # The recorded space, not the preset re-read by name: editing a preset must not strand a search.
-    now_space = spaces.load_space(space) if space else record.space
-    if spaces.fingerprint(now_space, record.constants) != record.space_fingerprint:
-        raise SearchError(
-            f"the search space of {name} changed since it started ({record.space_source}); Optuna cannot "
-            f"change a study's choices: start a new search instead"
-        )
-    _check_tracking(opts)
-    from search.record import load_kept_study
-
-    if (path / STUDY_FILE).is_file():  # a damaged study is refused now, before Ray starts
-        load_kept_study(path, record.name, "the search's trials are in Tune's state and MLflow, but it cannot resume")
-    with driver_lock(path, record):
-        end_leftovers_of(record, say)
-        dataset, data = load_trial_data(record.data, opts.limit, opts.skip_bad_images)
-        if dataset.fingerprint != record.data_fingerprint:
-            raise SearchError(
-                f"the data in {record.data} changed since {name} started (fingerprint {dataset.fingerprint[:12]} "
-                f"!= {record.data_fingerprint[:12]}); its trials would not compare: start a new search"
-            )
-        record.ray_session = init_ray(opts.address)
-        # The cluster may have changed since the start: refuse trials no node can run, as a new search does.
-        trial_slots(spaces.choices(record.space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())
-        record.status, record.resumed, record.driver_pid = "running", record.resumed + 1, os.getpid()
-        record.host = socket.gethostname()
-        record.storage = str(path.parent)  # where it was found now (a moved --storage)
-        record.write()
-        # Optuna trials the killed driver created after Tune's last snapshot will never finish: FAIL them first.
-        from search.catalog import tune_trial_ids
-        from search.study import fail_zombies, finished_trial_ids
-
-        fail_zombies(path, record.name, tune_trial_ids(path) or set())
-        return _drive(opts, record, data, restore=True, finished=frozenset(finished_trial_ids(path, record.name)))
-
-
-def refuse_running(record: SearchRecord) -> None:
-    """A SearchError naming the driver when the search's record says running and that driver is alive."""
-    from search.catalog import _driver_alive
-
-    if record.status == "running" and _driver_alive(record):
-        raise SearchError(f"search {record.name} is running: its driver, pid {record.driver_pid} on {record.host}, "
-                          f"is alive; wait for it to end, or stop it (kill -INT {record.driver_pid}) and resume then")
-
-
-@contextlib.contextmanager
-def driver_lock(path: Path, record: SearchRecord):
-    """Hold `<search>/.driver.lock` while this driver runs the search: a second driver is refused at once.
-
-    An flock ends with its process, so a killed driver never leaves a stale lock.
-    """
-    import fcntl
-
-    Path(path).mkdir(parents=True, exist_ok=True)
-    handle = open(Path(path) / ".driver.lock", "a+")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SearchError(f"search {record.name} is running: another driver holds {Path(path) / '.driver.lock'} "
-                              f"(pid {record.driver_pid} on {record.host} by its record); wait for it to end, or stop it "
-                              f"and resume then") from None
-        yield
-    finally:
-        handle.close()
-
-
-def end_leftovers_of(record: SearchRecord, say: Callable[[str], None]) -> None:
-    """End the processes of the local Ray a killed driver of this search started (search/leftovers.py), and say so."""
-    if not record.ray_session:
-        return
-    from search import leftovers
-
-    if leftovers.driver_alive(record.ray_session):
-        return  # refuse_running and the lock said it is not running; its pid is another process now
-    ended = leftovers.end_leftovers(leftovers.find_leftovers(record.ray_session))
-    if ended:
-        say(leftovers.describe(ended, ended=True))
-
-
-def _drive(opts: SearchOptions, record: SearchRecord, data, restore: bool = False,
-           finished: frozenset[str] = frozenset()) -> SearchResult:
-    """Run the Tuner (a new one, or Tune's saved state restored) until the search ends; then `_finish`."""
-    callbacks, tracker, stopper, outcomes = _callbacks(opts, record, data)
-    tuner = build_tuner(opts, record, data, callbacks, restore_path=record.path if restore else None, stop=stopper,
-                        finished=finished)
-    started = time.time()
-    return _finish(tuner.fit(), record, tracker, stopper, outcomes, started)
-
-
-def _finish(results, record: SearchRecord, tracker, stopper, outcomes, started: float) -> SearchResult:
-    """Decide how the search ended, once, and write it to the record, the kept study and the summary.
-
-    The MLflow parent run got the same outcomes from the tracker, which read them at the experiment's end.
-    """
-    from search.outcome import started as started_trials
-
-    summary = summarize(results)
-    options = record.options
-    summary.asha_rungs = asha_rungs(options.get("epochs", 0), options.get("grace_period", 1))
-    summary.counts = counts = outcomes.counts()
-    summary.trials, summary.errored = started_trials(counts), counts["failed"]
-    summary.stopped_early, summary.ended_by_stop = counts["stopped_early"], counts["ended_by_stop"]
-    summary.stop_reason = stopper.reason if stopper is not None else ""
-    summary.stop_others = sum(1 for o in outcomes.trials.values()
-                              if o.outcome == "ended_by_stop" and o.trial_id != getattr(stopper, "trigger", ""))
-    # Tune returns normally after Ctrl-C (it saves its state first). Interrupted: a trial neither ended nor failed,
-    # or fewer trials than asked for while no stopper fired and the time budget (if any) was not used up.
-    budget_s = (options.get("time_budget_min") or 0) * 60
-    short = len(outcomes.trials) < options.get("trials", 0) and (not budget_s or time.time() - started < budget_s)
-    summary.interrupted = not summary.stop_reason and (counts["unfinished"] > 0 or short)
-    record.status = "interrupted" if summary.interrupted else "finished"
-    record.finished, record.trials_done, record.counts = time.strftime("%Y-%m-%dT%H:%M:%S"), summary.trials, counts
-    record.best = summary.best_metrics.get(PRIMARY_METRIC)
-    record.best_trial = summary.top[0]["trial_id"] if summary.top else ""
-    record.stop_reason = summary.stop_reason
-    record.wall_s += time.time() - started
-    record.write()
-    try:
-        from search.study import settle
-
-        settle(record.path, record.name, outcomes.trials, final=not summary.interrupted)
-    except Exception as exc:  # noqa: BLE001  (the study is a record of the search, never a failed search)
-        log.warning("the kept study %s could not be brought up to date: %s: %s", record.path / STUDY_FILE,
-                    type(exc).__name__, exc)
-    summary.name, summary.path = record.name, str(record.path)
-    summary.baselines, summary.baseline_rule = record.baselines, record.baseline_rule
-    if tracker is not None:
-        _finish_tracking(tracker, record, summary)
-    return summary
-
-
-def _finish_tracking(tracker, record: SearchRecord, summary: SearchResult) -> None:
-    summary.parent_run_id, summary.tracking_uri = tracker.parent_run_id, tracker.tracking_uri
-    if not tracker.parent_run_id:
-        return
-    tracker.end_parent(summary.interrupted, summary.stop_reason)  # the record's verdict, should the two differ
-    try:  # importance, history, budget: an extra on the parent run, never a failed search
-        from search.report import log_to_run
-
-        log_to_run(tracker.client, tracker.parent_run_id, record.path)
-    except Exception as exc:  # noqa: BLE001
-        log.warning("the search report for parent run %s failed: %s: %s (labeltune report %s retries it)",
-                    tracker.parent_run_id, type(exc).__name__, exc, record.name)
-
-
-def recorded_summary(record: SearchRecord) -> SearchResult:
-    """The summary of a finished search from its files (Tune's results, the record), without Ray."""
-    from ray.tune import ExperimentAnalysis, ResultGrid
-
-    grid = ResultGrid(ExperimentAnalysis(str(record.path), default_metric=PRIMARY_METRIC, default_mode=PRIMARY_MODE))
-    summary = summarize(grid)
-    counts = record.counts or {}
-    summary.name, summary.path, summary.already_finished = record.name, str(record.path), True
-    summary.baselines, summary.baseline_rule = record.baselines, record.baseline_rule
-    summary.asha_rungs = asha_rungs(record.options.get("epochs", 0), record.options.get("grace_period", 1))
-    summary.counts, summary.stop_reason = counts, record.stop_reason
-    if counts:
-        from search.outcome import started as started_trials
-
-        summary.trials, summary.errored = started_trials(counts), counts.get("failed", 0)
-        summary.stopped_early, summary.ended_by_stop = counts.get("stopped_early", 0), counts.get("ended_by_stop", 0)
-    summary.tracking_uri = record.tracking_uri
-    return summary
-
-
-def summarize(results) -> SearchResult:
-    """Best trial over all its epochs (not the last epoch of ASHA-stopped trials) and the top 5.
-
-    Ranked as every store ranks (search.outcome.rank_key: on a tie, the smaller trial id).
-    """
-    from search.outcome import rank_key
-
-    rows = []
-    errored = 0
-    for result in results:
-        if result.error is not None:
-            errored += 1
-        if result.metrics_dataframe is None or PRIMARY_METRIC not in result.metrics_dataframe:
-            continue
-        frame = result.metrics_dataframe
-        best_row = frame.loc[frame[PRIMARY_METRIC].idxmax()]
-        rows.append({
-            "trial_id": result.metrics.get("trial_id", Path(result.path).name),
-            PRIMARY_METRIC: float(best_row[PRIMARY_METRIC]), "best_epoch": int(best_row["training_iteration"]),
-            "epochs": int(frame["training_iteration"].max()), "config": result.config, "path": result.path,
-        })
-    rows.sort(key=lambda r: rank_key(r[PRIMARY_METRIC], r["trial_id"]))
-    if not rows:
-        return SearchResult("", "", {}, {}, [], len(results), errored)
-    best = next(result for result in results if result.path == rows[0]["path"])
-    frame = best.metrics_dataframe
-    best_metrics = frame.loc[frame[PRIMARY_METRIC].idxmax()].to_dict()
-    return SearchResult("", "", best.config, best_metrics, rows[:5], len(results), errored, all_rows=rows)
+    return tuner._local_tuner.get_run_config()

@@ -125,7 +125,7 @@ def test_each_lever_arm_is_tpe_asha_with_one_thing_changed():
     from optuna.samplers import RandomSampler, TPESampler
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from search.tuner import SearchOptions
+    from search.options import SearchOptions
 
     base = dataclasses.asdict(se.ARMS["tpe_asha"])
     for name, arm in se.ARMS.items():

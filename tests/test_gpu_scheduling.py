@@ -3,7 +3,7 @@
 `ray start --num-gpus 1` makes Ray schedule by the declared GPU (it hands trials a fake
 CUDA_VISIBLE_DEVICES); the space fixes `device: cpu`, so the trials train on the CPU while
 their placement is Ray's real one. The node declares 8 CPUs, more than 4 small-CNN trials
-need, so that the GPU share (0.25 by model, search.tuner.GPU_SHARE) is what limits them.
+need, so that the GPU share (0.25 by model, search.cluster.GPU_SHARE) is what limits them.
 
 Two searches on tiny data at 32 px, each shared by the tests that read it:
 - six small-CNN trials with --concurrency 6, so that Ray and not Tune's limiter caps them:
@@ -33,7 +33,8 @@ from conftest import BIN, run_cli
 from test_cluster import Node, free_port
 
 from search.catalog import trial_results
-from search.tuner import GPU_SHARE, SearchError, trial_slots
+from search.cluster import GPU_SHARE, trial_slots
+from search.options import SearchError
 
 GPUS, CPUS = 1, 8
 """what the simulated node declares"""

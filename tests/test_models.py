@@ -81,13 +81,13 @@ def test_every_entry_states_its_share_normalisation_and_weights(name):
 
 
 def test_the_registry_derives_the_search_tables():
-    from search import space, tuner
+    from search import cluster, run, space
 
     # The searches before the registry suggested `width` for these four; resumes depend on it.
     assert set(space.SMALL_CNNS) == {n for n, s in MODEL_SPECS.items() if s.weights == "none"} == \
         {"dummy", "cnn4", "cnn3bn", "cnn5"}
-    assert tuner.GPU_SHARE == {n: s.gpu_share for n, s in MODEL_SPECS.items()}
-    assert tuner.pretrained_available is pretrained_available
+    assert cluster.GPU_SHARE == {n: s.gpu_share for n, s in MODEL_SPECS.items()}
+    assert run.pretrained_available is pretrained_available
     assert PRETRAINED_MODELS == ("resnet18", "resnet50", "efficientnet_lite0")
 
 

@@ -623,13 +623,13 @@ def test_item9_an_unknown_metric_is_refused_in_one_line_naming_it_before_ray_or_
     from click.testing import CliRunner
 
     import ray.tune
-    import search.tuner
+    import trainable.trial_data
     from search.cli import main
 
     def untouched(*args, **kwargs):
         raise AssertionError("reached before the metric was checked")
 
-    monkeypatch.setattr(search.tuner, "load_trial_data", untouched)
+    monkeypatch.setattr(trainable.trial_data, "load_trial_data", untouched)
     monkeypatch.setattr(ray.tune, "ExperimentAnalysis", untouched)  # Ray's "Could not find best trial" comes from it
     result = CliRunner().invoke(main, ["promote", "--search", shared_search.name, "--metric", "val/nonsense",
                                        "--storage", str(shared_search.path.parent), "--no-register"])

@@ -282,7 +282,7 @@ def test_a_failing_report_only_warns_at_the_end_of_a_search(tmp_path, monkeypatc
     import search.report
     from search.record import SearchRecord
     from search.stopping import Outcomes
-    from search.tuner import _finish
+    from search.run import _finish
 
     class Results(list):
         num_terminated = num_errors = 0
@@ -305,7 +305,7 @@ def test_a_failing_report_only_warns_at_the_end_of_a_search(tmp_path, monkeypatc
 
     monkeypatch.setattr(search.report, "log_to_run", broken)
     record = SearchRecord(name="s", storage=str(tmp_path), options={"trials": 0, "epochs": 1})
-    with caplog.at_level(logging.WARNING, logger="search.tuner"):
+    with caplog.at_level(logging.WARNING, logger="search.run"):
         summary = _finish(Tuner().fit(), record, Tracker(), None, Outcomes(max_epochs=1), 0.0)
     assert calls == [("end_parent", False), ("run1", record.path)] and summary.parent_run_id == "run1"
     assert "store gone" in caplog.text and "labeltune report s" in caplog.text

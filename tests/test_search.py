@@ -209,7 +209,7 @@ def test_a_warm_started_search_starts_its_study_from_the_earlier_trials(finished
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(900)  # two searches and two resumes; 400 s ran out with two busy loops starving Ray's workers
 def test_target_and_plateau_end_the_search_say_why_and_leave_one_truth_that_a_resume_keeps(
         tmp_path, ray_address, synth_dir, labeltune_home):
     """Issue 22 items 1, 2 and 10: a --target or --plateau stop is a finished search in every store; resuming it

@@ -126,11 +126,11 @@ def test_item13_a_dangling_link_is_named_as_one_and_a_tab_in_a_name_is_refused(s
 
 def test_a_warm_start_from_a_missing_search_or_another_label_set_is_refused_before_ray(synth_dir, labeltune_home,
                                                                                       monkeypatch):
-    from search import tuner
+    from search import run as run_module
     from search.record import RECORD
     from search.study import STUDY_FILE
 
-    monkeypatch.setattr(tuner, "init_ray", lambda address: pytest.fail("Ray started before the refusal"))
+    monkeypatch.setattr(run_module, "init_ray", lambda address: pytest.fail("Ray started before the refusal"))
     result = run("search", "--data", str(synth_dir), "--warm-start", "nope", "--no-track")
     assert result.exit_code == 1 and "--warm-start nope: no search named nope" in result.output
     other = labeltune_home / "runs" / "other"

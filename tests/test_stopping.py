@@ -128,7 +128,7 @@ def test_warm_starts_never_count_a_trial_twice(tmp_path):
     import optuna
 
     from search.study import study_url, warm_start
-    from search.tuner import warm_start_sources
+    from search.run import warm_start_sources
 
     space = {"model": ["cnn5", "cnn4"], "lr_adamw": {"low": 1e-5, "high": 1.0, "log": True}}
     s1 = _kept_study(tmp_path, "s1", [("cnn5", 1e-3, 0.5), ("cnn4", 1e-2, 0.6), ("cnn5", 3e-3, 0.55)])
@@ -169,7 +169,7 @@ def test_a_warm_start_keeps_a_trial_whose_parameter_the_new_space_fixes_to_its_v
 def test_a_damaged_warm_start_source_is_refused_in_one_line_before_anything_is_written(tmp_path):
     """Issue 22 item 5: warm_start_sources reads each source's study (it runs before Ray starts)."""
     from search.options import SearchError
-    from search.tuner import warm_start_sources
+    from search.run import warm_start_sources
 
     s1 = _kept_study(tmp_path, "s1", [("cnn4", 1e-3, 0.5)])
     (s1.path / "optuna.db").write_bytes(b"SQLite format 3\x00" + b"\x07" * 2000)  # a damaged database
@@ -211,7 +211,7 @@ def test_a_search_a_stop_ends_is_finished_even_with_trials_left_unfinished(tmp_p
     """Issue 22 item 1: an interrupted --target search that reaches its target in the resume ends finished."""
     from search.record import SearchRecord
     from search.stopping import Outcomes
-    from search.tuner import _finish
+    from search.run import _finish
 
     def finish(reason: str, trials: list) -> str:
         stopper = SearchStopper(target=0.5)

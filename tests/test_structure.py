@@ -192,3 +192,97 @@ def test_pyproject_ships_every_package():
     found = {".".join(init.parent.relative_to(REPO).parts) for top in ("trainable", "search")
              for init in (REPO / top).rglob("__init__.py")}
     assert found == listed
+
+
+def package_imports(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]:
+    """module -> the modules of `packages` it imports (at top level or inside functions; `from a import b`, when b
+    is a module, counts as importing a.b)."""
+    modules = {}
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            name = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+            modules[name] = path
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+def import_loops(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import loops of `graph`: its strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, loops = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in graph[node]:
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                loops.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return loops
+
+
+def test_no_import_loop_inside_search_or_trainable():
+    """Imports run one way (cli -> run -> {tuner, cluster, tracking, report} -> {space, record, options}): a loop,
+    even through an import inside a function, means a module calls back into one that imports it."""
+    assert import_loops(package_imports(REPO, ("search", "trainable"))) == []
+
+
+def test_the_loop_check_finds_an_injected_loop(tmp_path):
+    package = tmp_path / "search"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "run.py").write_text("from search.tuner import build\n")
+    (package / "tuner.py").write_text("def build():\n    from search import report\n")
+    (package / "report.py").write_text("from search.run import x\n")
+    (package / "space.py").write_text("import search.record\n")
+    (package / "record.py").write_text("")
+    assert import_loops(package_imports(tmp_path, ("search",))) == [["search.report", "search.run", "search.tuner"]]
+
+
+def test_the_private_state_labeltune_reads_of_ray_and_optuna_is_still_there():
+    """Each use of a library's private attribute sits behind one small function; if Ray or Optuna drop the
+    attribute, this names the function to rewrite."""
+    import optuna
+    from ray import tune
+
+    from search.study import KeptOptunaSearch, storage_id
+    from search.tuner import restored_run_config
+
+    assert restored_run_config(tune.Tuner(lambda config: None)) is not None, "search.tuner.restored_run_config"
+
+    def space(trial):
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+
+    searcher = KeptOptunaSearch(space=space, metric="val/micro_f1", mode="max")
+    searcher.suggest("t1")
+    assert searcher.optuna_trial("t1") is not None, "search.study.KeptOptunaSearch.optuna_trial"
+    assert isinstance(searcher.optuna_study(), optuna.Study), "search.study.KeptOptunaSearch.optuna_study"
+    searcher.on_trial_complete("t1", {"val/micro_f1": 0.5, "training_iteration": 1})
+    assert searcher.completed() == {"t1"}, "search.study.KeptOptunaSearch.completed"
+    (trial,) = searcher.optuna_study().get_trials()
+    assert isinstance(storage_id(trial), int), "search.study.storage_id"

@@ -11,7 +11,7 @@ efficientnet_lite0 ignore `width`.
 
 Each model's facts live in one ModelSpec of MODEL_SPECS (timm's habit: the entry carries
 builder, width support, weights source, GPU share and input normalisation); MODELS,
-PRETRAINED_MODELS, search.space.SMALL_CNNS, search.tuner.GPU_SHARE, `pretrained_available()`
+PRETRAINED_MODELS, search.space.SMALL_CNNS, search.cluster.GPU_SHARE, `pretrained_available()`
 and the Gym's normalisation are all derived from it, so a new model is one entry:
 
     spec = model_spec("resnet18")   # ValueError listing the valid names for an unknown one

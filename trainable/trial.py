@@ -19,11 +19,9 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import ray
 from ray import tune
 from ray.tune import Checkpoint
@@ -32,24 +30,13 @@ from trainable import checkpoint as ckpt_io
 from trainable.config import TrainConfig
 from trainable.gym import CHECKPOINT_FILE, Gym
 from trainable.hold import Hold
+from trainable.trial_data import TrialData
 
 log = logging.getLogger(__name__)
 
 DECIDED = "replayed_decided"
 """result key: a replayed epoch whose scheduler decision the lost driver already made (the trial went on past
 it, or it had finished); the search's ASHA lets it continue instead of deciding again on other trials' newer scores"""
-
-
-@dataclass
-class TrialData:
-    """What every trial of a search shares: decoded once on the driver, put in the object store once."""
-
-    images: np.ndarray
-    """uint8 N x C x 128 x 128"""
-    targets: np.ndarray
-    """uint8 N x L"""
-    labels: list[str]
-    fingerprint: str
 
 
 def assigned_cpus() -> int:

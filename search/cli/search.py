@@ -20,7 +20,7 @@ RESUMABLE = ("resume_name", "address", "tracking_uri", "storage", "space")
 @click.option("--resume", "resume_name", default=None, metavar="NAME", help="continue the interrupted search NAME")
 def search(resume_name, **options):
     """Search hyperparameters with Ray Tune (Optuna TPE + ASHA), tracked in MLflow."""
-    from search.tuner import resume_search, run_search
+    from search.run import resume_search, run_search
 
     if resume_name:
         # A resume continues the recorded search: options that would change it are refused, not ignored.

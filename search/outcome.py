@@ -31,8 +31,6 @@ from trainable.config import PRIMARY_METRIC, PRIMARY_MODE  # not trainable.metri
 OUTCOMES = ("finished", "stopped_early", "ended_by_stop", "failed", "never_ran", "unfinished")
 COMPLETED = ("finished", "stopped_early", "ended_by_stop")
 """outcomes Optuna holds as COMPLETE (the others are FAIL, or RUNNING while unfinished)"""
-OUTCOME_ATTR = "labeltune_outcome"
-"""a trial's own user attribute with its outcome, set only on trials the driver settles (told after the stop)"""
 OUTCOMES_ATTR = "labeltune_outcomes"
 """the kept study's user attribute: Tune trial id -> {"outcome", "best"} (search/study.py settle)"""
 
@@ -94,12 +92,6 @@ def count(outcomes: dict[str, TrialOutcome]) -> dict[str, int]:
 def rank_key(value: float, trial_id: str) -> tuple:
     """Sort key, best first: the better score, and on a tie the smaller trial id (every store ranks alike)."""
     return (-value if PRIMARY_MODE == "max" else value, str(trial_id))
-
-
-def best_of(outcomes: dict[str, TrialOutcome]) -> TrialOutcome | None:
-    """The trial with the best best-epoch score (rank_key), or None."""
-    scored = [o for o in outcomes.values() if o.best is not None]
-    return min(scored, key=lambda o: rank_key(o.best, o.trial_id), default=None)
 
 
 def started(counts: dict[str, int]) -> int:

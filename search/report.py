@@ -7,8 +7,8 @@
 
 Everything is read from the files a search leaves (the record, Tune's `trial_<id>/result.json`,
 the kept Optuna study `optuna.db`), so it works on a finished, interrupted or running search
-and needs no Ray cluster (Ray is imported, only for the names search/outcome.py and
-search/study.py define). `search.run._finish` logs it to the parent run at the end of a
+and needs no Ray cluster (Ray is imported, only through search/asha.py, for ASHA's
+reduction factor). `search.run._finish` logs it to the parent run at the end of a
 search and of each resume.
 
 Importance is Optuna's PED-ANOVA (`get_param_importances`' default evaluator): in Optuna 5 it
@@ -22,7 +22,7 @@ reward surviving ASHA, not the parameters.
 
 A trial's outcome (search/outcome.py's words: finished, stopped early, ended by the stop,
 failed, never ran, unfinished) is what the kept study holds for it, matched by its Tune trial
-id: the outcome attribute the driver wrote when it ended (search.study.settle), else one read
+id: the outcome the driver decided when it ended (the study's OUTCOMES_ATTR, search.study.settle), else one read
 from the trial's Optuna state (a search still running, or from before outcomes were kept):
 COMPLETE or PRUNED is finished when it ran every epoch, else stopped early; FAIL is failed;
 RUNNING is unfinished. A trial the study does not hold gets its outcome from its epochs. The
@@ -44,9 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from search.catalog import trial_results, tune_trial_ids
-from search.outcome import OUTCOME_ATTR, OUTCOMES, started
-from search.record import STUDY_FILE, TUNE_TRIAL_ATTR, SearchRecord, load_kept_study
-from search.record import WARM_FROM
+from search.outcome import OUTCOMES, OUTCOMES_ATTR, started
+from search.record import STUDY_FILE, TUNE_TRIAL_ATTR, WARM_FROM, SearchRecord, load_kept_study
 from search.space import ASL_KNOBS, choices
 from search.asha import REDUCTION as ASHA_REDUCTION
 from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
@@ -177,15 +176,16 @@ def analyse(path: Path) -> SearchReport:
     record = SearchRecord.read(path)
     max_epochs = int(record.options.get("epochs") or record.constants.get("epochs") or 1)
     rung = min(int(record.options.get("grace_period") or 1), max_epochs)
-    kept = (load_kept_study(path, record.name, STUDY_CONSEQUENCE).get_trials(deepcopy=False)
-            if (path / STUDY_FILE).is_file() else None)
+    study = load_kept_study(path, record.name, STUDY_CONSEQUENCE) if (path / STUDY_FILE).is_file() else None
+    kept = study.get_trials(deepcopy=False) if study is not None else None
+    decided = study.user_attrs.get(OUTCOMES_ATTR, {}) if study is not None else {}
     results = trial_results(path)
     # A stopped search's orphans (folders no Tune snapshot names) are not trials; a running one's are new.
     known = tune_trial_ids(path) if record.status != "running" else None
     if known is not None:
         results = {folder: rows for folder, rows in results.items() if folder.removeprefix("trial_") in known}
     trials = [summarise_trial(folder, rows, path, rung) for folder, rows in results.items() if rows]
-    lost = assign_outcomes(trials, kept, known, max_epochs)
+    lost = assign_outcomes(trials, kept, known, max_epochs, decided)
     sign = 1.0 if PRIMARY_MODE == "max" else -1.0
     trials.sort(key=lambda t: (t.best is None, -sign * (t.best or 0.0)))
     return SearchReport(record=record, rung=rung, max_epochs=max_epochs, trials=trials,
@@ -194,7 +194,8 @@ def analyse(path: Path) -> SearchReport:
                         lost=lost, study_kept=kept is not None)
 
 
-def assign_outcomes(trials: list[TrialSummary], kept: list | None, known: set[str] | None, max_epochs: int) -> int:
+def assign_outcomes(trials: list[TrialSummary], kept: list | None, known: set[str] | None, max_epochs: int,
+                    decided: dict | None = None) -> int:
     """Give each trial its outcome from the kept study; add the study's trials that never reported.
 
     `kept`: the kept study's trials (None: no study, outcomes from epochs); `known`: the Tune trial
@@ -212,8 +213,9 @@ def assign_outcomes(trials: list[TrialSummary], kept: list | None, known: set[st
     for summary in trials:
         trial = counted.get(summary.trial_id)
         state = trial.state if trial is not None else None
-        if trial is not None and trial.user_attrs.get(OUTCOME_ATTR) in OUTCOMES:
-            summary.outcome = trial.user_attrs[OUTCOME_ATTR]  # what the driver decided when it ended
+        outcome = (decided or {}).get(summary.trial_id, {}).get("outcome")
+        if trial is not None and outcome in OUTCOMES:
+            summary.outcome = outcome  # what the driver decided when it ended (search/study.py settle)
         elif state == TrialState.FAIL:
             summary.outcome = "failed"
         elif state in (TrialState.RUNNING, TrialState.WAITING):

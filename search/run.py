@@ -75,6 +75,14 @@ class SearchResult:
     already_finished: bool = False
     """a resume found the search finished: nothing ran, the summary is the recorded one"""
 
+    def take_counts(self, counts: dict[str, int]) -> None:
+        """Set `counts` and the figures the summary prints from them (search/outcome.py's tally)."""
+        from search.outcome import started
+
+        self.counts = counts
+        self.trials, self.errored = started(counts), counts.get("failed", 0)
+        self.stopped_early, self.ended_by_stop = counts.get("stopped_early", 0), counts.get("ended_by_stop", 0)
+
 
 def git_commit() -> str | None:
     import subprocess
@@ -347,14 +355,11 @@ def _finish(results, record: SearchRecord, tracker, stopper, outcomes, started: 
 
     The MLflow parent run got the same outcomes from the tracker, which read them at the experiment's end.
     """
-    from search.outcome import started as started_trials
-
     summary = summarize(results)
     options = record.options
     summary.asha_rungs = asha_rungs(options.get("epochs", 0), options.get("grace_period", 1))
-    summary.counts = counts = outcomes.counts()
-    summary.trials, summary.errored = started_trials(counts), counts["failed"]
-    summary.stopped_early, summary.ended_by_stop = counts["stopped_early"], counts["ended_by_stop"]
+    counts = outcomes.counts()
+    summary.take_counts(counts)
     summary.stop_reason = stopper.reason if stopper is not None else ""
     summary.stop_others = sum(1 for o in outcomes.trials.values()
                               if o.outcome == "ended_by_stop" and o.trial_id != getattr(stopper, "trigger", ""))
@@ -408,12 +413,9 @@ def recorded_summary(record: SearchRecord) -> SearchResult:
     summary.name, summary.path, summary.already_finished = record.name, str(record.path), True
     summary.baselines, summary.baseline_rule = record.baselines, record.baseline_rule
     summary.asha_rungs = asha_rungs(record.options.get("epochs", 0), record.options.get("grace_period", 1))
-    summary.counts, summary.stop_reason = counts, record.stop_reason
-    if counts:
-        from search.outcome import started as started_trials
-
-        summary.trials, summary.errored = started_trials(counts), counts.get("failed", 0)
-        summary.stopped_early, summary.ended_by_stop = counts.get("stopped_early", 0), counts.get("ended_by_stop", 0)
+    summary.stop_reason = record.stop_reason
+    if counts:  # a record from before outcomes were kept has none: summarize()'s figures stay
+        summary.take_counts(counts)
     summary.tracking_uri = record.tracking_uri
     return summary
 

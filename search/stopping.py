@@ -23,7 +23,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
-from search.outcome import TrialOutcome, best_of, count, outcome_of
+from search.outcome import TrialOutcome, count, outcome_of
 from trainable.metrics import PRIMARY_METRIC
 
 
@@ -111,6 +111,3 @@ class Outcomes(Callback):
 
     def counts(self) -> dict[str, int]:
         return count(self.trials)
-
-    def best(self) -> TrialOutcome | None:
-        return best_of(self.trials)

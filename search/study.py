@@ -220,7 +220,7 @@ def settle(search_path: Path, study_name: str, outcomes: dict, final: bool) -> N
     import optuna
     from optuna.trial import TrialState
 
-    from search.outcome import COMPLETED, OUTCOME_ATTR, OUTCOMES_ATTR
+    from search.outcome import COMPLETED, OUTCOMES_ATTR
 
     if not (Path(search_path) / STUDY_FILE).is_file():
         return  # a search started before the study was kept
@@ -231,8 +231,6 @@ def settle(search_path: Path, study_name: str, outcomes: dict, final: bool) -> N
                                            for trial_id, item in outcomes.items()}})
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         item = outcomes.get(trial.user_attrs.get(TUNE_TRIAL_ATTR))
-        if item is not None and item.outcome != "unfinished":
-            storage.set_trial_user_attr(storage_id(trial), OUTCOME_ATTR, item.outcome)
         if item is None:
             if final and trial.state == TrialState.WAITING:
                 storage.set_trial_state_values(storage_id(trial), TrialState.FAIL)

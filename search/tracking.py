@@ -261,7 +261,7 @@ class MLflowTracker(Callback):
         from search.outcome import COMPLETED, count, outcome_of
 
         parent_id = self._open_parent(None) if self.parent_run_id is None else self.parent_run_id
-        outcomes = getattr(self.outcomes, "trials", None) if getattr(self, "outcomes", None) is not None else None
+        outcomes = getattr(getattr(self, "outcomes", None), "trials", None)  # a tracker given no Outcomes decides alike
         if not outcomes:
             outcomes = {str(t.trial_id): outcome_of(t, self.max_epochs or 0, self.stopper) for t in trials}
         by_id = {str(getattr(t, "trial_id", "")): t for t in trials}

@@ -57,15 +57,15 @@ def make_search(storage: Path, n_trials: int, name: str = "s", states: dict | No
         folder = record.path / f"trial_{trial_id}"
         folder.mkdir()
         (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        if i in (outcomes or {}):
-            from search.outcome import OUTCOME_ATTR
-
-            trial.set_user_attr(OUTCOME_ATTR, outcomes[i])
         state = (states or {}).get(i, TrialState.COMPLETE)
         if state != TrialState.RUNNING:
             study.tell(trial, scores[-1] if state == TrialState.COMPLETE else None, state=state)
     kept = optuna.create_study(study_name=name, storage=f"sqlite:///{record.path / STUDY_FILE}", direction="maximize")
     kept.add_trials(study.trials)
+    if outcomes:  # what the driver decided, as search/study.py settle keeps it
+        from search.outcome import OUTCOMES_ATTR
+
+        kept.set_user_attr(OUTCOMES_ATTR, {f"t{i:03d}": {"outcome": o, "best": None} for i, o in outcomes.items()})
     return record.path
 
 

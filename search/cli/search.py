@@ -58,9 +58,9 @@ def print_summary(result) -> None:
         click.echo(f"ended before its budget: {result.stop_reason}"
                    + (f" ({others} other running trial{'s' if others != 1 else ''} ended with it)" if others > 0 else ""))
     if result.asha_rungs:
-        counts = result.counts
-        completed = sum(counts.get(k, 0) for k in ("finished", "stopped_early", "ended_by_stop")) if counts \
-            else len(result.all_rows)
+        from search.outcome import COMPLETED
+
+        completed = sum(result.counts.get(k, 0) for k in COMPLETED) if result.counts else len(result.all_rows)
         click.echo(f"ASHA stopped {result.stopped_early} of {completed} completed trials early "
                    f"(rungs at epoch {', '.join(map(str, result.asha_rungs))})")
     else:

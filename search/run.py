@@ -128,7 +128,7 @@ def _callbacks(opts: SearchOptions, record: SearchRecord, trial_data) -> tuple[l
     callbacks.append(outcomes)  # before the tracker: it writes the outcomes to the parent run
     tracker = None
     if opts.track:
-        from search.tracking import MLflowTracker
+        from search.tracking.callback import MLflowTracker
 
         tracker = MLflowTracker(store.tracking_uri(opts.tracking_uri), record.name, parent_tags={
             "data_fingerprint": record.data_fingerprint, "data": record.data,
@@ -195,7 +195,7 @@ def record_dataset(record: SearchRecord, trial_data) -> dict:
 
 def _check_tracking(opts: SearchOptions) -> None:
     if opts.track:
-        from search.tracking import TrackingUnavailable, check_store
+        from search.tracking.runs import TrackingUnavailable, check_store
 
         try:
             check_store(store.tracking_uri(opts.tracking_uri))

@@ -42,7 +42,8 @@ def _study_view(search_path: Path, name: str) -> dict:
 
 
 def _parent_view(tracking_uri: str, name: str) -> dict:
-    from search.tracking import STOP_TAG, find_search_runs
+    from search.tracking.names import STOP_TAG
+    from search.tracking.runs import find_search_runs
 
     parent, children = find_search_runs(tracking_uri, name)
     assert parent is not None, f"no MLflow parent run of {name}"

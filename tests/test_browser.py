@@ -26,7 +26,7 @@ def test_mlflow_ui_shows_the_search_runs_and_primary_metric(chromium, shared_sea
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from search.tracking import find_search_runs
+    from search.tracking.runs import find_search_runs
 
     parent, children = find_search_runs(shared_search.tracking_uri, shared_search.name)
     assert parent is not None and len(children) == 3

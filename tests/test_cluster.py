@@ -448,7 +448,7 @@ def iterations(rows: list[dict]) -> list[int]:
 
 
 def mlflow_runs(cluster: LocalCluster, name: str):
-    from search.tracking import find_search_runs
+    from search.tracking.runs import find_search_runs
 
     return find_search_runs(cluster.mlflow_uri, name)
 

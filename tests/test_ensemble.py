@@ -152,7 +152,7 @@ def test_old_single_checkpoint_loads_as_a_predictor(members, tmp_path):
 
 
 def test_pyfunc_model_serves_an_ensemble(ensemble_path, tmp_path):
-    from search.pyfunc import LabeltuneModel
+    from search.tracking.pyfunc import LabeltuneModel
 
     model = LabeltuneModel()
     model.load_context(types.SimpleNamespace(artifacts={"checkpoint": str(ensemble_path)}))
@@ -185,7 +185,7 @@ def test_pred_cli_labels_images_with_an_ensemble(ensemble_path, tmp_path):
 
 
 def test_eval_scores_an_ensemble_on_the_members_split(ensemble_path, synth_dir, tmp_path):
-    from search.cli.trial import eval_cmd
+    from search.cli.train import eval_cmd
 
     result = CliRunner().invoke(eval_cmd, ["--checkpoint", str(ensemble_path), "--data", str(synth_dir),
                                            "--split", "test", "--out", str(tmp_path / "eval"), "--device", "cpu"])

@@ -210,7 +210,7 @@ def test_model_card_has_every_field_and_is_logged_with_the_model(promoted, tmp_p
     import mlflow
 
     from search.catalog import trial_results
-    from search.tracking import find_search_runs
+    from search.tracking.runs import find_search_runs
 
     search, p = promoted
     card = p.card.read_text()
@@ -413,7 +413,7 @@ def test_ensemble_promotion_averages_the_top_trials_and_predicts_like_them(promo
 def test_the_search_summary_record_and_parent_run_carry_the_baselines(shared_search):
     import mlflow
 
-    from search.tracking import find_search_runs
+    from search.tracking.runs import find_search_runs
     from trainable.baselines import for_splits
     from trainable.data import load, split
 
@@ -534,7 +534,7 @@ def test_the_registered_pyfunc_refuses_float_misshapen_or_path_input(promoted, m
     import pandas as pd
     from mlflow.exceptions import MlflowException
 
-    from search.pyfunc import LabeltuneModel
+    from search.tracking.pyfunc import LabeltuneModel
 
     search, p = promoted
     monkeypatch.setenv("MLFLOW_TRACKING_URI", search.tracking_uri)
@@ -563,7 +563,7 @@ def test_a_gray_checkpoint_served_by_pyfunc_takes_the_rgb_input(synth_dir, tmp_p
     `labeltune pred --checkpoint` does from images decoded in gray."""
     import mlflow
 
-    from search.pyfunc import LabeltuneModel, signature
+    from search.tracking.pyfunc import LabeltuneModel, signature
     from trainable import checkpoint as ckpt_io
     from trainable.config import TrainConfig
     from trainable.data import decode, decode_files, load

@@ -54,7 +54,7 @@ def tune_trials(search_path: Path) -> list[str]:
 
 
 def mlflow_runs(home: Path, name: str):
-    from search.tracking import find_search_runs
+    from search.tracking.runs import find_search_runs
 
     return find_search_runs(f"sqlite:///{home / 'mlruns' / 'mlflow.db'}", name)
 

@@ -286,3 +286,22 @@ def test_the_private_state_labeltune_reads_of_ray_and_optuna_is_still_there():
     assert searcher.completed() == {"t1"}, "search.study.KeptOptunaSearch.completed"
     (trial,) = searcher.optuna_study().get_trials()
     assert isinstance(storage_id(trial), int), "search.study.storage_id"
+
+
+def test_trainable_imports_no_mlflow():
+    # Trials never talk to MLflow (the driver's tracker does): the package they run imports none of it.
+    offenders = {str(path.relative_to(REPO)): sorted(m for m in imported_modules(path) if m.split(".")[0] == "mlflow")
+                 for path in sorted((REPO / "trainable").rglob("*.py"))}
+    assert {k: v for k, v in offenders.items() if v} == {}, "trainable/ must not import mlflow"
+
+
+def test_names_pickled_before_the_tracking_package_still_resolve():
+    # tuner.pkl of a search started before search/tracking/ pickles its tracker as search.tracking.MLflowTracker,
+    # and registered models pickle search.pyfunc.LabeltuneModel: both names must keep unpickling.
+    import pickle
+
+    from search.tracking.callback import MLflowTracker
+    from search.tracking.pyfunc import LabeltuneModel
+
+    assert pickle.loads(b"csearch.tracking\nMLflowTracker\n.") is MLflowTracker
+    assert pickle.loads(b"csearch.pyfunc\nLabeltuneModel\n.") is LabeltuneModel

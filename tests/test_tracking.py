@@ -20,8 +20,9 @@ import pytest
 import ray.cloudpickle
 from ray import tune
 
-from search.tracking import (BEST_MARK, EPOCH_METRICS, LABEL_TABLE, MLflowTracker, TrackingUnavailable, check_store,
-                             find_search_runs)
+from search.tracking.callback import MLflowTracker
+from search.tracking.names import BEST_MARK, EPOCH_METRICS, LABEL_TABLE
+from search.tracking.runs import TrackingUnavailable, check_store, find_search_runs
 from trainable.metrics import PRIMARY_METRIC
 
 # tests/ is not importable on Ray workers: ship this module's functions (the trainables) by value.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import click
 
-from search.cli import data, jobs, promote, report, search, trial, ui  # the modules; each command is an attribute
+from search.cli import data, jobs, promote, report, search, train, ui  # the modules; each command is an attribute
 from search.console import quiet
 from trainable.errors import LabeltuneError
 
@@ -34,7 +34,7 @@ class LabeltuneGroup(click.Group):
 
 
 @click.group(cls=LabeltuneGroup, context_settings={"help_option_names": ["-h", "--help"]},
-             commands=[data.data, trial.train, trial.eval_cmd, search.search, search.searches, promote.promote,
+             commands=[data.data, train.train, train.eval_cmd, search.search, search.searches, promote.promote,
                        promote.pred, report.report, jobs.submit, jobs.jobs, jobs.logs, jobs.stop, ui.ui])
 @click.version_option(package_name="labeltune")
 @click.option("-v", "--verbose", is_flag=True, help="also show Ray's, Tune's, Optuna's and MLflow's own messages")

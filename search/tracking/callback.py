@@ -4,8 +4,8 @@
                             dataset={"name": "course", "folder": "/data/course", "fingerprint": "3fa9...",
                                      "n_images": 20000, "labels": [...], "label_counts": {"baby": 95, ...}})
     tuner = Tuner(..., run_config=RunConfig(storage_path=..., callbacks=[tracker]))
-    check_store(uri)                         # before starting: TrackingUnavailable names the URI
-    parent, children = find_search_runs(uri, "search-0612")
+
+The store's checks and queries are in runs.py, the tag and metric names in names.py.
 
 The tracker is a Ray Tune Callback, so it runs on the driver only: trials never talk to
 MLflow, and worker nodes need no access to the store. It uses an `MlflowClient` and never
@@ -37,14 +37,8 @@ import csv
 import functools
 import json
 import logging
-import numbers
-import os
-import socket
-import sqlite3
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,37 +50,19 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BA
 from ray.tune import Callback
 
 from search.space import merge_lr
-from trainable import plots, store
-from trainable.errors import LabeltuneError, first_line
+import search.tracking.names as names
+from search.tracking.names import (BEST_EPOCH, BEST_MARK, BEST_PREFIX, BEST_TAG, EPOCH_METRICS, EXPERIMENT, LABEL_TABLE,
+                                   PARENT_RUN_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, SEARCH_TAG, STOP_TAG, TRIAL_TAG)
+from search.tracking.runs import (best_row, child_filter, epoch_history, is_number, open_experiment, parent_filter,
+                                  search_runs)
+from trainable import plots
+from trainable.errors import first_line
 from trainable.metrics import PER_LABEL_METRICS, PRIMARY_METRIC, PRIMARY_MODE
 
 log = logging.getLogger(__name__)
 
-SEARCH_TAG = "labeltune.search"
-ROLE_TAG = "labeltune.role"
-TRIAL_TAG = "labeltune.trial_id"
-PARENT_RUN_TAG = "mlflow.parentRunId"
-BEST_TAG = "labeltune.best"
-STOP_TAG = "labeltune.stop_reason"
-"""the parent's: why --target or --plateau ended the search (absent when its budget did)"""
-BEST_MARK = "★ "
-"""starts the run name of the search's best trial ("★ cnn5-adamw-a1b2c")"""
-EPOCH_METRICS = (
-    "epoch", "img_per_s", "train/loss", "val/loss", "val/micro_f1", "val/macro_f1", "val/micro_precision",
-    "val/micro_recall", "val/macro_precision", "val/macro_recall", "val/map", "val/exact_match",
-)
-"""what a child run logs every epoch (the trial still reports every figure to Tune); per-label
-figures go to LABEL_TABLE once, for the best epoch, so the runs table and a trial's charts stay short"""
-CURVE_METRICS = ("train/loss", "val/loss", "val/micro_f1", "val/macro_f1")
-"""what curves.png draws, read back from the store so that it spans a resumed trial's epochs"""
-LABEL_TABLE = "best_epoch_labels.csv"
-"""child artifact: one row per label (label, epoch, then PER_LABEL_METRICS) for the trial's best epoch"""
 DATASET_KEYS = ("name", "folder", "fingerprint", "n_images", "labels", "label_counts")
 """the keys of MLflowTracker's `dataset` (folder and fingerprint required)"""
-
-
-class TrackingUnavailable(LabeltuneError):
-    """The MLflow store cannot be reached or written; the message names the URI."""
 
 
 def _guarded(hook: Callable) -> Callable:
@@ -111,7 +87,7 @@ class MLflowTracker(Callback):
     """Tune callback that is the only MLflow writer of a search (see the module docstring)."""
 
     def __init__(self, tracking_uri: str, search_name: str, parent_tags: dict[str, str] | None = None,
-                 experiment: str = "labeltune", max_epochs: int | None = None,
+                 experiment: str = EXPERIMENT, max_epochs: int | None = None,
                  parent_metrics: dict[str, float] | None = None, dataset: dict | None = None,
                  stopper: Any = None, outcomes: Any = None) -> None:
         """`stopper`: the search's SearchStopper (listed before the tracker), so that a trial it ended is
@@ -204,7 +180,7 @@ class MLflowTracker(Callback):
         now = int(time.time() * 1000)
         metrics = [Metric(key, float(result[key]), now, step) for key in EPOCH_METRICS if is_number(result.get(key))]
         tags = {}
-        for key, tag in (("node_id", "labeltune.node_id"), ("hostname", "labeltune.hostname")):
+        for key, tag in (("node_id", names.NODE_TAG), ("hostname", names.HOST_TAG)):
             if result.get(key) is not None:
                 tags[tag] = str(result[key])
         if tags == self._host_tags.get(trial.trial_id):
@@ -225,7 +201,7 @@ class MLflowTracker(Callback):
         finally:
             self._best.pop(str(trial.trial_id), None)  # written; the tracker's state stays small
             if self.max_epochs is not None and last.get("training_iteration") is not None:
-                self.client.set_tag(run_id, "labeltune.stopped_early", str(self._stopped_early(trial)).lower())
+                self.client.set_tag(run_id, names.STOPPED_EARLY_TAG, str(self._stopped_early(trial)).lower())
             self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     @_guarded
@@ -237,7 +213,7 @@ class MLflowTracker(Callback):
         run_id, _ = self._child_run(trial, create=True)
         text = _trial_error_text(trial)
         try:
-            self.client.set_tag(run_id, "labeltune.error", _error_summary(text) if text else "unknown error")
+            self.client.set_tag(run_id, names.ERROR_TAG, _error_summary(text) if text else "unknown error")
             if text:
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / "error.txt"
@@ -265,7 +241,7 @@ class MLflowTracker(Callback):
         if not outcomes:
             outcomes = {str(t.trial_id): outcome_of(t, self.max_epochs or 0, self.stopper) for t in trials}
         by_id = {str(getattr(t, "trial_id", "")): t for t in trials}
-        children = _search_runs(self.client, [self._experiment_id], _child_filter(self.search_name))
+        children = search_runs(self.client, [self._experiment_id], child_filter(self.search_name))
         orphaned = 0
         for run in children:
             if run.info.status != RunStatus.to_string(RunStatus.RUNNING):
@@ -277,17 +253,17 @@ class MLflowTracker(Callback):
                 continue
             if outcome is None:
                 orphaned += 1
-                self.client.set_tag(run.info.run_id, "labeltune.orphaned", "true")
+                self.client.set_tag(run.info.run_id, names.ORPHANED_TAG, "true")
             status = RunStatus.FAILED if outcome == "failed" else RunStatus.KILLED
             self.client.set_terminated(run.info.run_id, RunStatus.to_string(status))
 
         counts = count(outcomes)
         tags = {
-            "labeltune.trials": str(sum(n for k, n in counts.items() if k != "never_ran")),
-            "labeltune.trials_stopped_early": str(counts["stopped_early"]),
-            "labeltune.trials_failed": str(counts["failed"]),
-            "labeltune.outcomes": json.dumps(counts),
-            **({"labeltune.trials_orphaned": str(orphaned)} if orphaned else {}),
+            names.TRIALS_TAG: str(sum(n for k, n in counts.items() if k != "never_ran")),
+            names.STOPPED_EARLY_COUNT_TAG: str(counts["stopped_early"]),
+            names.FAILED_COUNT_TAG: str(counts["failed"]),
+            names.OUTCOMES_TAG: json.dumps(counts),
+            **({names.ORPHANED_COUNT_TAG: str(orphaned)} if orphaned else {}),
         }
         best_value, best_run = None, None
         sign = 1.0 if PRIMARY_MODE == "max" else -1.0
@@ -300,9 +276,9 @@ class MLflowTracker(Callback):
                     best_value, best_run = value, run
         metrics = []
         if best_value is not None:
-            metrics.append(Metric(f"best/{PRIMARY_METRIC}", best_value, int(time.time() * 1000), 0))
-            tags["labeltune.best_trial_id"] = best_run.data.tags.get(TRIAL_TAG, "")
-            tags["labeltune.best_run_id"] = best_run.info.run_id
+            metrics.append(Metric(f"{BEST_PREFIX}{PRIMARY_METRIC}", best_value, int(time.time() * 1000), 0))
+            tags[names.BEST_TRIAL_TAG] = best_run.data.tags.get(TRIAL_TAG, "")
+            tags[names.BEST_RUN_TAG] = best_run.info.run_id
         self.client.log_batch(parent_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
         self._mark_best(children, best_run)
         self.end_parent(interrupted=counts["unfinished"] > 0, stop_reason=self.stopper.reason if self.stopper else "")
@@ -322,17 +298,17 @@ class MLflowTracker(Callback):
     # ---- helpers ----------------------------------------------------------------------------------
 
     def _open_parent(self, total_num_samples: int | None) -> str:
-        self._experiment_id = store.open_experiment(self.experiment, self.tracking_uri)
-        found = _search_runs(self.client, [self._experiment_id], _parent_filter(self.search_name))
+        self._experiment_id = open_experiment(self.experiment, self.tracking_uri)
+        found = search_runs(self.client, [self._experiment_id], parent_filter(self.search_name))
         if found:
             parent = min(found, key=lambda run: run.info.start_time or 0)  # the first one, should a race make two
             self.client.update_run(parent.info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
             log.info("MLflow: search %s resumes parent run %s", self.search_name, parent.info.run_id)
             self.parent_run_id = parent.info.run_id
         else:
-            tags = {**self.parent_tags, SEARCH_TAG: self.search_name, ROLE_TAG: "parent"}
+            tags = {**self.parent_tags, SEARCH_TAG: self.search_name, ROLE_TAG: ROLE_PARENT}
             if total_num_samples is not None:
-                tags.setdefault("labeltune.num_samples", str(total_num_samples))
+                tags.setdefault(names.NUM_SAMPLES_TAG, str(total_num_samples))
             parent = self.client.create_run(self._experiment_id, tags=tags, run_name=self.search_name)
             now = int(time.time() * 1000)
             self.client.log_batch(parent.info.run_id,
@@ -349,7 +325,7 @@ class MLflowTracker(Callback):
             return self._children[trial_id], False
         if self.parent_run_id is None:
             self._open_parent(None)
-        found = _search_runs(self.client, [self._experiment_id], _child_filter(self.search_name, trial_id))
+        found = search_runs(self.client, [self._experiment_id], child_filter(self.search_name, trial_id))
         if found:
             run_id = min(found, key=lambda run: run.info.start_time or 0).info.run_id
             self._children[trial_id] = run_id
@@ -358,7 +334,7 @@ class MLflowTracker(Callback):
             return None, False
         config = merge_lr(getattr(trial, "config", None) or {})
         run = self.client.create_run(self._experiment_id, run_name=_run_name(trial_id, config), tags={
-            PARENT_RUN_TAG: self.parent_run_id, SEARCH_TAG: self.search_name, ROLE_TAG: "trial", TRIAL_TAG: trial_id})
+            PARENT_RUN_TAG: self.parent_run_id, SEARCH_TAG: self.search_name, ROLE_TAG: ROLE_TRIAL, TRIAL_TAG: trial_id})
         self._children[trial_id] = run.info.run_id
         # Params once, at creation: logging a param again with another value raises in MLflow.
         params = [Param(key, value) for key, value in _config_params(config).items()]
@@ -385,17 +361,17 @@ class MLflowTracker(Callback):
     def _log_best_epoch(self, run_id: str, trial_id: str, last: dict) -> None:
         """best/<PRIMARY_METRIC> and best_epoch (over the epochs the run holds), best/val/f1/<label>, LABEL_TABLE,
         curves.png and confusion.png (best epoch)."""
-        history = _epoch_history(self.client, run_id)
+        history = epoch_history(self.client, run_id)
         # A tracker that kept nothing (state lost): the last epoch's figures, labelled with their epoch.
         kept = self._best.get(trial_id) or {"epoch": last.get("training_iteration"), "figures": _label_figures(last)}
         figures, labels = kept["figures"], _labels(kept["figures"])
         now = int(time.time() * 1000)
-        metrics = [Metric(f"best/{key}", float(figures[key]), now, 0)
+        metrics = [Metric(f"{BEST_PREFIX}{key}", float(figures[key]), now, 0)
                    for key in (f"val/f1/{label}" for label in labels) if key in figures]
-        best = _best_row(history)
+        best = best_row(history)
         if best is not None:
-            metrics += [Metric(f"best/{PRIMARY_METRIC}", best[PRIMARY_METRIC], now, 0),
-                        Metric("best_epoch", float(best["epoch"]), now, 0)]
+            metrics += [Metric(f"{BEST_PREFIX}{PRIMARY_METRIC}", best[PRIMARY_METRIC], now, 0),
+                        Metric(BEST_EPOCH, float(best["epoch"]), now, 0)]
             if kept["epoch"] != best["epoch"]:
                 log.info("MLflow: trial %s: per-label figures are from epoch %s, its best epoch %s was not kept",
                          trial_id, kept["epoch"], best["epoch"])
@@ -433,129 +409,6 @@ class MLflowTracker(Callback):
     def _stopped_early(self, trial: Any) -> bool:
         """Stopped by ASHA: fewer epochs than the budget, and not ended by --target / --plateau."""
         return self._short(trial) and not self._ended_by_stop(trial)
-
-
-# ---- store checks and queries ---------------------------------------------------------------------
-
-
-def check_store(tracking_uri: str, timeout_s: float = 10) -> None:
-    """Raise TrackingUnavailable (one line, naming the URI) unless the MLflow store answers and can be written.
-
-    http(s): GET <uri>/health with a timeout first, so a server that is down fails in
-    seconds rather than after MLflow's minutes of retries. sqlite: the folder must be
-    creatable and writable and the database not locked (a write transaction is opened and
-    rolled back). Then MLflow itself must read the store (a wrong schema, a non-MLflow file).
-    """
-    uri = tracking_uri
-    if uri.startswith(("http://", "https://")):
-        _check_http(uri, timeout_s)
-    elif uri.startswith("sqlite:///"):
-        _check_sqlite(uri, Path(uri[len("sqlite:///"):]), timeout_s)
-    # MLflow retries an HTTP request for minutes by default: one try, bounded, for this check only.
-    saved = {key: os.environ.get(key) for key in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(timeout_s)))
-    try:
-        mlflow.MlflowClient(uri).search_experiments(max_results=1)
-    except Exception as e:  # noqa: BLE001 - any failure here means the store is unusable; say so with the URI
-        raise TrackingUnavailable(f"MLflow store {uri} is not usable: {type(e).__name__}: {first_line(str(e))}") from e
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _check_http(uri: str, timeout_s: float) -> None:
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
-            pass
-    except urllib.error.HTTPError:
-        return  # something answers; whether it is an MLflow server is the next check's question
-    except (urllib.error.URLError, OSError, socket.timeout) as e:
-        reason = getattr(e, "reason", e)
-        raise TrackingUnavailable(
-            f"MLflow tracking server {uri} is unreachable ({reason}); start it or pass another --tracking-uri") from e
-
-
-def _check_sqlite(uri: str, path: Path, timeout_s: float) -> None:
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TrackingUnavailable(f"MLflow store {uri}: cannot create folder {folder}: {e.strerror or e}") from e
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise TrackingUnavailable(f"MLflow store {uri}: folder {folder} is not writable")
-    if not path.exists():
-        return  # MLflow creates the database (next check)
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=timeout_s)
-        try:
-            conn.execute("BEGIN IMMEDIATE")  # takes the write lock: fails on a locked or read-only database
-            conn.rollback()
-        finally:
-            conn.close()
-    except sqlite3.Error as e:
-        raise TrackingUnavailable(f"MLflow store {uri} cannot be written: {e}") from e
-
-
-def find_search_runs(tracking_uri: str, search_name: str, experiment: str = "labeltune") -> tuple[Any, list]:
-    """(parent run or None, child runs sorted by trial id) of the search called `search_name`."""
-    client = mlflow.MlflowClient(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return None, []
-    parents = _search_runs(client, [exp.experiment_id], _parent_filter(search_name))
-    parent = min(parents, key=lambda run: run.info.start_time or 0) if parents else None
-    children = _search_runs(client, [exp.experiment_id], _child_filter(search_name))
-    return parent, sorted(children, key=lambda run: run.data.tags.get(TRIAL_TAG, ""))
-
-
-def _search_runs(client: mlflow.MlflowClient, experiment_ids: list, filter_string: str) -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs(experiment_ids, filter_string=filter_string, max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def _quote(value: str) -> str:
-    """A string literal for MLflow's filter syntax."""
-    if "'" not in value:
-        return f"'{value}'"
-    if '"' not in value:
-        return f'"{value}"'
-    raise ValueError(f"a search name or trial id cannot hold both quote characters: {value!r}")
-
-
-def _parent_filter(search_name: str) -> str:
-    return f"tags.`{SEARCH_TAG}` = {_quote(search_name)} and tags.`{ROLE_TAG}` = 'parent'"
-
-
-def _child_filter(search_name: str, trial_id: str | None = None) -> str:
-    text = f"tags.`{SEARCH_TAG}` = {_quote(search_name)} and tags.`{ROLE_TAG}` = 'trial'"
-    if trial_id is not None:
-        text += f" and tags.`{TRIAL_TAG}` = {_quote(trial_id)}"
-    return text
-
-
-def _epoch_history(client: mlflow.MlflowClient, run_id: str) -> list[dict]:
-    """One dict per logged step: CURVE_METRICS, PRIMARY_METRIC, epoch (= step); a step logged twice keeps its latest."""
-    rows: dict[int, dict] = {}
-    for key in dict.fromkeys((*CURVE_METRICS, PRIMARY_METRIC)):
-        for metric in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
-            rows.setdefault(metric.step, {"epoch": metric.step})[key] = metric.value
-    return [rows[step] for step in sorted(rows)]
-
-
-def _best_row(history: list[dict]) -> dict | None:
-    """The first epoch with the best PRIMARY_METRIC (NaN never wins), as promote ranks a trial; None without one."""
-    sign = 1.0 if PRIMARY_MODE == "max" else -1.0
-    rows = [row for row in history if PRIMARY_METRIC in row and row[PRIMARY_METRIC] == row[PRIMARY_METRIC]]
-    return max(rows, key=lambda row: sign * row[PRIMARY_METRIC], default=None)
 
 
 def _label_figures(result: dict) -> dict[str, float | int]:
@@ -616,11 +469,6 @@ def _config_params(config: dict, prefix: str = "") -> dict[str, str]:
         else:
             params[name] = str(value)[:MAX_PARAM_VAL_LENGTH]
     return params
-
-
-def is_number(value: Any) -> bool:
-    """A real number worth logging as a metric (not a bool, numpy's included)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_"
 
 
 def _trial_error_text(trial: Any) -> str:

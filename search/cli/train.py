@@ -6,16 +6,13 @@ are printed next to the no-learning baselines of the same split (trainable/basel
 
 from __future__ import annotations
 
-import json
-import shutil
-import time
 from pathlib import Path
 
 import click
 
 from search.cli.options import config_from_options, config_options
+from search.local_train import load_decoded, write_plots
 from trainable import store
-from trainable.errors import LabeltuneError
 
 SUMMARY_KEYS = ("loss", "micro_f1", "macro_f1", "micro_precision", "micro_recall",
                 "macro_precision", "macro_recall", "exact_match", "hamming_acc", "map")
@@ -64,24 +61,6 @@ def baseline_table(metrics: dict, targets, splits: dict, labels: list[str], pref
     return "\n".join(lines), figures
 
 
-def _load_data(data_dir: str, color: str, skip_bad_images: bool):
-    from trainable import data as data_mod
-
-    dataset = data_mod.load(data_dir, skip_bad_images=skip_bad_images)
-    return dataset, data_mod.decode(dataset, color)
-
-
-def _write_plots(out: Path, history: list[dict], metrics: dict, labels: list[str], prefix: str) -> list[Path]:
-    from trainable import plots
-
-    written = []
-    if history:
-        written.append(plots.plot_curves(history, out / "curves.png"))
-    written.append(plots.plot_label_f1(metrics, labels, out / f"{prefix}_label_f1.png", prefix=prefix))
-    written.append(plots.plot_confusion_grid(metrics, labels, out / f"{prefix}_confusion.png", prefix=prefix))
-    return written
-
-
 @click.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False), help="dataset folder in the course layout")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="folder for checkpoint.pt, best.pt, metrics.json, plots")
@@ -92,104 +71,20 @@ def _write_plots(out: Path, history: list[dict], metrics: dict, labels: list[str
 @config_options
 def train(data_dir, out, resume, no_track, tracking_uri, skip_bad_images, **options):
     """Train one model on a dataset, without Ray: the way to debug a single trial."""
-    from tqdm import tqdm
-
-    from trainable import checkpoint as ckpt_io
-    from trainable.gym import CHECKPOINT_FILE, Gym
+    from search.local_train import BEST_FILE, HISTORY_FILE, LocalTraining
+    from trainable.gym import CHECKPOINT_FILE
     from trainable.metrics import PRIMARY_METRIC
 
-    cfg = config_from_options(options)
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    dataset, images = _load_data(data_dir, cfg.color, skip_bad_images)
-    start_ckpt = ckpt_io.load(out / CHECKPOINT_FILE) if resume else None
-    gym = Gym(cfg, images, dataset.targets, dataset.labels, data_fingerprint=dataset.fingerprint, checkpoint=start_ckpt)
-    history_path = out / "metrics.json"
-    history = json.loads(history_path.read_text())["history"] if resume and history_path.exists() else []
-    best = max((h[PRIMARY_METRIC] for h in history), default=float("-inf"))
-    tracker = None if no_track else LocalRun(cfg, dataset, tracking_uri)
-    n_train = len(gym.splits["train"])
-    bar = None
-
-    def on_batch(n: int, loss) -> None:
-        bar.update(n)
-        bar.set_postfix(loss=f"{float(loss):.4f}")
-
-    def report(metrics: dict, ckpt_dir: Path) -> None:
-        nonlocal best, bar
-        bar.close()
-        history.append(metrics)
-        shutil.copy2(ckpt_dir / CHECKPOINT_FILE, out / CHECKPOINT_FILE)
-        if metrics[PRIMARY_METRIC] > best:
-            best = metrics[PRIMARY_METRIC]
-            shutil.copy2(ckpt_dir / CHECKPOINT_FILE, out / "best.pt")
-        store.write_json(history_path, {"config": cfg.to_dict(), "labels": dataset.labels, "history": history})
-        click.echo(f"epoch {metrics['epoch']}/{cfg.epochs}  train/loss {metrics['train/loss']:.4f}  "
-                   f"val/loss {metrics['val/loss']:.4f}  {PRIMARY_METRIC} {metrics[PRIMARY_METRIC]:.4f}  "
-                   f"val/macro_f1 {metrics['val/macro_f1']:.4f}  {metrics['img_per_s']:.0f} img/s")
-        if tracker:
-            tracker.log_epoch(metrics)
-        if metrics["epoch"] < cfg.epochs:
-            bar = tqdm(total=n_train, desc=f"epoch {metrics['epoch'] + 1}/{cfg.epochs}", unit="img", leave=False,
-                       disable=None)  # a terminal only, never a piped log
-
-    click.echo(f"{cfg.model} on {len(gym.splits['all'])} images ({n_train} train, {len(gym.splits['val'])} val) "
-               f"on {gym.device}, epochs {gym.epoch + 1}..{cfg.epochs}")
-    bar = tqdm(total=n_train, desc=f"epoch {gym.epoch + 1}/{cfg.epochs}", unit="img", leave=False, disable=None)
-    try:
-        gym.fit(report, on_batch=on_batch)
-    except LabeltuneError:  # an empty split (found before the first epoch) or a diverged loss
-        if tracker:
-            tracker.finish("FAILED", [])
-        raise
-    finally:
-        bar.close()
-    if not history:
-        raise click.ClickException(f"nothing to train: the checkpoint is at epoch {gym.epoch} and --epochs is {cfg.epochs}")
-    final = history[-1]
+    run = LocalTraining(config_from_options(options), data_dir, out, resume, skip_bad_images, tracking_uri,
+                        track=not no_track)
+    final = run.fit(click.echo)
+    dataset, splits = run.dataset, run.gym.splits
     click.echo(metrics_table(final, dataset.labels, "val"))
-    table, baselines = baseline_table(final, dataset.targets[:len(gym.splits["all"])], gym.splits, dataset.labels, "val")
+    table, baselines = baseline_table(final, dataset.targets[:len(splits["all"])], splits, dataset.labels, "val")
     click.echo(table)
-    if tracker:
-        tracker.log_baselines(baselines)
-    artifacts = _write_plots(out, history, final, dataset.labels, "val")
-    if tracker:
-        tracker.finish("FINISHED", artifacts + [out / "metrics.json"])
-    click.echo(f"\nwrote {out / CHECKPOINT_FILE} (last), {out / 'best.pt'} (best {PRIMARY_METRIC} {best:.4f}), "
-               f"{history_path} and plots in {out}")
-
-
-class LocalRun:
-    """An MLflow run in the experiment `local` for one `labeltune train`."""
-
-    def __init__(self, cfg, dataset, uri: str | None) -> None:
-        import mlflow
-
-        experiment_id = store.open_experiment("local", uri)
-        self.client = mlflow.MlflowClient(store.tracking_uri(uri))
-        self.run_id = self.client.create_run(
-            experiment_id, tags={"data_fingerprint": dataset.fingerprint, "data": str(dataset.root)}
-        ).info.run_id
-        for key, value in cfg.to_dict().items():
-            self.client.log_param(self.run_id, key, value)
-
-    def log_epoch(self, metrics: dict) -> None:
-        from mlflow.entities import Metric
-
-        step, now = int(metrics["epoch"]), int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if k != "epoch"]
-        self.client.log_batch(self.run_id, metrics=batch)
-
-    def log_baselines(self, figures: dict) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in figures.items()])
-
-    def finish(self, status: str, artifacts: list[Path]) -> None:
-        for path in artifacts:
-            self.client.log_artifact(self.run_id, str(path))
-        self.client.set_terminated(self.run_id, status)
+    run.finish(final, baselines)
+    click.echo(f"\nwrote {run.out / CHECKPOINT_FILE} (last), {run.out / BEST_FILE} (best {PRIMARY_METRIC} "
+               f"{run.best:.4f}), {run.out / HISTORY_FILE} and plots in {run.out}")
 
 
 @click.command("eval")
@@ -210,7 +105,7 @@ def eval_cmd(checkpoint_path, data_dir, split, out, device, skip_bad_images):
     if ckpt_io.kind(ckpt) == "ensemble":
         return _eval_ensemble(ckpt, checkpoint_path, data_dir, split, out, device, skip_bad_images)
     cfg = TrainConfig.from_dict({**ckpt["config"], "device": device, "pretrained": False})
-    dataset, images = _load_data(data_dir, cfg.color, skip_bad_images)
+    dataset, images = load_decoded(data_dir, cfg.color, skip_bad_images)
     if ckpt["data_fingerprint"] and ckpt["data_fingerprint"] != dataset.fingerprint and split != "all":
         click.echo(f"warning: {data_dir} is not the data this checkpoint was trained on; "
                    f"its {split} split may overlap the training images", err=True)
@@ -226,7 +121,7 @@ def _eval_ensemble(ckpt: dict, checkpoint_path, data_dir, split, out, device, sk
     from trainable.ensemble import splits as ensemble_splits
 
     predictor = EnsemblePredictor(ckpt, device)
-    dataset, images = _load_data(data_dir, predictor.cfg.color, skip_bad_images)
+    dataset, images = load_decoded(data_dir, predictor.cfg.color, skip_bad_images)
     ckpt_io.check_labels(ckpt, dataset.labels, data_dir)
     if ckpt["data_fingerprint"] and ckpt["data_fingerprint"] != dataset.fingerprint and split != "all":
         click.echo(f"warning: {data_dir} is not the data this ensemble was trained on; "
@@ -244,6 +139,6 @@ def _report_eval(metrics: dict, dataset, splits: dict, split: str, out, checkpoi
     out = Path(out).resolve() if out else Path(checkpoint_path).resolve().parent
     out.mkdir(parents=True, exist_ok=True)
     store.write_json(out / f"eval_{split}.json", metrics)
-    _write_plots(out, [], metrics, dataset.labels, split)
+    write_plots(out, [], metrics, dataset.labels, split)
     click.echo(f"\nwrote {out / f'eval_{split}.json'} and plots in {out}")
 

@@ -150,6 +150,41 @@ def test_fingerprint_follows_content_not_location(tmp_path):
     assert data.load(tmp_path / "b").fingerprint != fp
 
 
+def test_the_annotation_listing_takes_txt_of_any_case_sorted_by_label_and_names_the_rest(tmp_path):
+    notes = tmp_path / "annotations"
+    notes.mkdir()
+    for name in ("dog.txt", "Bird.TXT", "a-b.txt", "a.txt", ".hidden.txt", "labels.csv"):
+        (notes / name).write_text("1\n")
+    (notes / "folder.txt").mkdir()
+    paths, others = data._list_annotations(notes)
+    assert [p.name for p in paths] == ["Bird.TXT", "a.txt", "a-b.txt", "dog.txt"]  # by stem, as the labels are
+    assert sorted(others) == ["annotations/.hidden.txt", "annotations/folder.txt", "annotations/labels.csv"]
+
+
+def test_the_duplicate_warning_names_the_first_file_that_has_one(tmp_path, caplog):
+    root = make_dataset(tmp_path / "d", n=3, notes={"bird": "1\n", "cat": "2\n2\n", "dog": "3\n1\n3\n3\n"})
+    paths, _ = data._list_annotations(root / "annotations")
+    known = {k: root / "images" / f"im{k}.jpg" for k in (1, 2, 3)}
+    positives, n_duplicates, first = data._read_annotations(paths, [p.read_bytes() for p in paths], known, root)
+    assert positives == [[1], [2], [3, 1]] and n_duplicates == 3 and first == "annotations/cat.txt"
+    with caplog.at_level(logging.WARNING, logger="trainable.data"):
+        data.load(root)
+    assert "3 duplicate image numbers in the annotations (first in annotations/cat.txt)" in caplog.text
+
+
+def test_the_fingerprint_covers_file_names_not_only_bytes(tmp_path):
+    root = make_dataset(tmp_path / "d", n=3, notes={"bird": "1\n", "dog": "1\n"})
+    seen = {data.load(root).fingerprint}
+    (root / "annotations" / "dog.txt").rename(root / "annotations" / "cat.txt")  # the same bytes, another label
+    seen.add(data.load(root).fingerprint)
+    one, two = root / "images" / "im1.jpg", root / "images" / "im2.jpg"
+    raw = one.read_bytes()
+    one.write_bytes(two.read_bytes())  # the same image bytes under other numbers
+    two.write_bytes(raw)
+    seen.add(data.load(root).fingerprint)
+    assert len(seen) == 3 and data.fingerprint(root) == data.load(root).fingerprint
+
+
 # ---------------------------------------------------------------- refusals
 
 
@@ -219,6 +254,15 @@ def test_truncated_jpeg_is_refused_naming_it(tmp_path):
         img.verify()
     message = refused(root)
     assert message.startswith("images/im4.jpg: unreadable or truncated image")
+
+
+def test_the_first_bad_image_named_is_the_lowest_number(tmp_path):
+    root = make_dataset(tmp_path / "d", n=12)
+    truncate(root / "images" / "im10.jpg")
+    truncate(root / "images" / "im9.jpg")
+    message = refused(root)
+    assert message.startswith("images/im9.jpg: unreadable or truncated image (")
+    assert message.endswith("(and 1 more; --skip-bad-images drops them)")
 
 
 def test_garbage_named_like_an_image_is_refused(tmp_path):

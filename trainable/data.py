@@ -188,6 +188,47 @@ def _list_course_images(images_dir: Path, root: Path) -> tuple[dict[int, Path], 
     return found, ignored
 
 
+def _is_annotation(p: Path) -> bool:
+    return p.suffix.lower() == ".txt" and not p.name.startswith(".") and p.is_file()
+
+
+def _list_annotations(notes_dir: Path) -> tuple[list[Path], list[str]]:
+    """The <label>.txt files sorted by label, and `annotations/<name>` for everything else in the folder."""
+    entries = sorted(notes_dir.iterdir())
+    notes = [p for p in entries if _is_annotation(p)]
+    notes.sort(key=lambda p: p.stem)  # labels are the sorted stems ("a.txt" before "a-b.txt"); stable for a tie
+    return notes, [f"annotations/{p.name}" for p in entries if p not in notes]
+
+
+def _read_layout(root: Path) -> tuple[dict[int, Path], list[Path], list[str]]:
+    """The course layout under root: images by number, annotation files by label, and the files that are neither.
+
+    Refuses a missing root, images/ or annotations/, and a layout with no images or no annotation files.
+    """
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder")
+    images_dir, notes_dir = root / "images", root / "annotations"
+    for d in (images_dir, notes_dir):
+        if not d.is_dir():
+            raise DatasetError(f"{d}: no such folder (the course layout is images/im<N>.jpg "
+                               f"and annotations/<label>.txt)")
+    found, ignored = _list_course_images(images_dir, root)
+    note_paths, stray_notes = _list_annotations(notes_dir)
+    if not note_paths:
+        raise DatasetError(f"{notes_dir}: no <label>.txt annotation files")
+    if not found:
+        raise DatasetError(f"{images_dir}: no images (expected files named im<N>.jpg)")
+    return found, note_paths, ignored + stray_notes
+
+
+def _labels(note_paths: list[Path], root: Path) -> list[str]:
+    """The label of each annotation file (its stem, in the order given); two files for one label are refused."""
+    for a, b in zip(note_paths, note_paths[1:]):
+        if a.stem == b.stem:
+            raise DatasetError(f"{_rel(b, root)}: label {b.stem!r} is also {_rel(a, root)}; keep one of them")
+    return [p.stem for p in note_paths]
+
+
 def _parse_annotation(path: Path, rel: str, raw: bytes, known: dict[int, Path]) -> tuple[list[int], int]:
     """The image numbers in one annotation file (deduplicated, in file order) and the duplicate count."""
     try:
@@ -217,6 +258,24 @@ def _parse_annotation(path: Path, rel: str, raw: bytes, known: dict[int, Path]) 
     return numbers, duplicates
 
 
+def _read_annotations(note_paths: list[Path], note_bytes: list[bytes], known: dict[int, Path],
+                      root: Path) -> tuple[list[list[int]], int, str]:
+    """The image numbers each annotation file lists, the duplicates in all, and the first file that has one."""
+    positives: list[list[int]] = []
+    n_duplicates = 0
+    first_duplicate = ""
+    for path, raw in zip(note_paths, note_bytes):
+        numbers, dups = _parse_annotation(path, _rel(path, root), raw, known)
+        positives.append(numbers)
+        if dups and not first_duplicate:
+            first_duplicate = _rel(path, root)
+        n_duplicates += dups
+    return positives, n_duplicates, first_duplicate
+
+
+# ---------------------------------------------------------------- fingerprint
+
+
 def _hash_files(paths: Sequence[Path]) -> list[bytes]:
     """sha256 digest of each file's bytes (serial: on small files threads only add GIL contention)."""
     digests = []
@@ -226,14 +285,27 @@ def _hash_files(paths: Sequence[Path]) -> list[bytes]:
     return digests
 
 
-def _fingerprint(annotations: Sequence[tuple[str, bytes]], images: Sequence[tuple[str, bytes]]) -> str:
-    """sha256 over (name, sha256 of bytes) of every annotation file, then every image file, in order."""
+def _fingerprint(note_paths: Sequence[Path], note_bytes: Sequence[bytes], image_paths: Sequence[Path]) -> str:
+    """sha256 over (name, sha256 of bytes) of every annotation file (bytes given), then every image file, in order."""
     h = hashlib.sha256(b"labeltune-data-v1\0")
-    for section, items in ((b"annotations", annotations), (b"images", images)):
-        h.update(section + b"\0")
-        for name, digest in items:
-            h.update(name.encode() + b"\0" + digest)
+    h.update(b"annotations\0")
+    for path, raw in zip(note_paths, note_bytes):
+        h.update(path.name.encode() + b"\0" + hashlib.sha256(raw).digest())
+    h.update(b"images\0")
+    for path, digest in zip(image_paths, _hash_files(image_paths)):
+        h.update(path.name.encode() + b"\0" + digest)
     return h.hexdigest()
+
+
+def fingerprint(root: str | os.PathLike) -> str:
+    """The content fingerprint `load(root).fingerprint` would give, from the bytes alone (no decoding)."""
+    root = Path(root)
+    found, _ = _list_course_images(root / "images", root)
+    notes, _ = _list_annotations(root / "annotations")
+    return _fingerprint(notes, [p.read_bytes() for p in notes], [found[k] for k in sorted(found)])
+
+
+# ---------------------------------------------------------------- the image check
 
 
 def _inspect(path: Path) -> tuple[str, tuple[int, int], str | None]:
@@ -277,18 +349,63 @@ def _check_images(names: list[str], paths: list[Path], fingerprint: str, cache: 
     return verdicts
 
 
-def _is_annotation(p: Path) -> bool:
-    return p.suffix.lower() == ".txt" and not p.name.startswith(".") and p.is_file()
+def _refuse_bad_images(names: list[str], verdicts: dict[str, tuple[str, tuple[int, int], str | None]],
+                       skip_bad_images: bool, images_dir: Path) -> list[tuple[str, str]]:
+    """(name, reason) of each image that does not decode, in the order of names.
+
+    Refuses the first of them unless skip_bad_images, and refuses a folder where none decodes.
+    """
+    bad = [(name, verdicts[name][2]) for name in names if verdicts[name][2] is not None]
+    if bad and not skip_bad_images:
+        name, reason = bad[0]
+        more = f" (and {len(bad) - 1} more; --skip-bad-images drops them)" if len(bad) > 1 else ""
+        raise DatasetError(f"images/{name}: {reason}{more}")
+    if len(bad) == len(names):
+        raise DatasetError(f"{images_dir}: no readable images")
+    return bad
 
 
-def fingerprint(root: str | os.PathLike) -> str:
-    """The content fingerprint `load(root).fingerprint` would give, from the bytes alone (no decoding)."""
-    root = Path(root)
-    found, _ = _list_course_images(root / "images", root)
-    notes = sorted((p for p in (root / "annotations").iterdir() if _is_annotation(p)), key=lambda p: p.stem)
-    numbers = sorted(found)
-    return _fingerprint([(p.name, hashlib.sha256(p.read_bytes()).digest()) for p in notes],
-                        list(zip([found[k].name for k in numbers], _hash_files([found[k] for k in numbers]))))
+# ---------------------------------------------------------------- the Dataset
+
+
+def _targets(ids: np.ndarray, positives: list[list[int]]) -> np.ndarray:
+    """N x L uint8, 1 where image ids[i] is among the numbers positives[j] of label j."""
+    targets = np.zeros((len(ids), len(positives)), dtype=np.uint8)
+    row = {int(k): i for i, k in enumerate(ids)}
+    for j, numbers in enumerate(positives):
+        targets[[row[k] for k in numbers], j] = 1
+    return targets
+
+
+def _assemble(root: Path, found: dict[int, Path], labels: list[str], positives: list[list[int]], fp: str,
+              verdicts: dict[str, tuple[str, tuple[int, int], str | None]], **tolerated: Any) -> Dataset:
+    """The Dataset of the images that decode, in number order, with each one's stored mode and size.
+
+    tolerated: the Dataset's counts of what load let through (n_duplicates, n_ignored, n_bad_skipped, bad_images).
+    """
+    ids = np.array(sorted(found), dtype=np.int64)
+    keep = np.array([verdicts[found[int(k)].name][2] is None for k in ids], dtype=bool)
+    targets = _targets(ids, positives)[keep]
+    ids = ids[keep]
+    paths = [found[int(k)] for k in ids]
+    sizes = np.array([verdicts[p.name][1] for p in paths], dtype=np.int64).reshape(-1, 2)
+    return Dataset(root=root, image_ids=ids, paths=paths, labels=labels, targets=targets, fingerprint=fp,
+                   modes=[verdicts[p.name][0] for p in paths], sizes=sizes,
+                   n_resized=int((sizes != SIDE).any(axis=1).sum()), **tolerated)
+
+
+def _warn_tolerated(ds: Dataset, ignored: list[str], first_duplicate: str) -> None:
+    """One warning per kind of input load let through: duplicate numbers, stray files, bad images, odd sizes."""
+    if ds.n_duplicates:
+        log.warning("%d duplicate image numbers in the annotations (first in %s); each counted once",
+                    ds.n_duplicates, first_duplicate)
+    if ignored:
+        log.warning("ignored %d files that are not im<N>.jpg images or .txt annotations (e.g. %s)",
+                    len(ignored), ", ".join(sorted(ignored)[:3]))
+    if ds.bad_images:
+        log.warning("skipped %d unreadable images (e.g. %s)", ds.n_bad_skipped, ds.bad_images[0])
+    if ds.n_resized:
+        log.warning("%d images are not %dx%d and will be resized", ds.n_resized, SIDE, SIDE)
 
 
 def load(root: str | os.PathLike, skip_bad_images: bool = False, *, cache_dir: str | os.PathLike | None = None,
@@ -299,77 +416,21 @@ def load(root: str | os.PathLike, skip_bad_images: bool = False, *, cache_dir: s
     cache_dir: where the per-version image check is remembered (default $LABELTUNE_CACHE).
     """
     root = Path(root).expanduser().absolute()
-    if not root.is_dir():
-        raise DatasetError(f"{root}: no such folder")
-    images_dir, notes_dir = root / "images", root / "annotations"
-    for d in (images_dir, notes_dir):
-        if not d.is_dir():
-            raise DatasetError(f"{d}: no such folder (the course layout is images/im<N>.jpg "
-                               f"and annotations/<label>.txt)")
-
-    found, ignored = _list_course_images(images_dir, root)
-    note_paths = sorted(p for p in notes_dir.iterdir() if _is_annotation(p))
-    ignored += [f"annotations/{p.name}" for p in notes_dir.iterdir() if not _is_annotation(p)]
-    if not note_paths:
-        raise DatasetError(f"{notes_dir}: no <label>.txt annotation files")
-    if not found:
-        raise DatasetError(f"{images_dir}: no images (expected files named im<N>.jpg)")
-
-    note_paths.sort(key=lambda p: p.stem)  # labels are the sorted stems ("a.txt" before "a-b.txt")
-    labels = [p.stem for p in note_paths]
-    for a, b in zip(note_paths, note_paths[1:]):
-        if a.stem == b.stem:
-            raise DatasetError(f"{_rel(b, root)}: label {b.stem!r} is also {_rel(a, root)}; keep one of them")
+    found, note_paths, ignored = _read_layout(root)
+    labels = _labels(note_paths, root)
     note_bytes = [p.read_bytes() for p in note_paths]
-    positives: list[list[int]] = []
-    n_duplicates = 0
-    first_duplicate = ""
-    for path, raw in zip(note_paths, note_bytes):
-        numbers, dups = _parse_annotation(path, _rel(path, root), raw, found)
-        positives.append(numbers)
-        if dups and not first_duplicate:
-            first_duplicate = _rel(path, root)
-        n_duplicates += dups
+    positives, n_duplicates, first_duplicate = _read_annotations(note_paths, note_bytes, found, root)
 
-    ids = np.array(sorted(found), dtype=np.int64)
-    paths = [found[int(k)] for k in ids]
+    paths = [found[k] for k in sorted(found)]
     names = [p.name for p in paths]
-    fp = _fingerprint([(p.name, hashlib.sha256(raw).digest()) for p, raw in zip(note_paths, note_bytes)],
-                      list(zip(names, _hash_files(paths))))
+    fp = _fingerprint(note_paths, note_bytes, paths)
     verdicts = _check_images(names, paths, fp, _cache_dir(cache_dir), progress)
+    bad = _refuse_bad_images(names, verdicts, skip_bad_images, root / "images")
 
-    bad = [(name, verdicts[name][2]) for name in names if verdicts[name][2] is not None]
-    if bad and not skip_bad_images:
-        name, reason = bad[0]
-        more = f" (and {len(bad) - 1} more; --skip-bad-images drops them)" if len(bad) > 1 else ""
-        raise DatasetError(f"images/{name}: {reason}{more}")
-    keep = np.array([verdicts[name][2] is None for name in names], dtype=bool)
-    if not keep.any():
-        raise DatasetError(f"{images_dir}: no readable images")
-
-    targets = np.zeros((len(ids), len(labels)), dtype=np.uint8)
-    row = {int(k): i for i, k in enumerate(ids)}
-    for j, numbers in enumerate(positives):
-        targets[[row[k] for k in numbers], j] = 1
-    ids, targets = ids[keep], targets[keep]
-    paths = [p for p, k in zip(paths, keep) if k]
-    modes = [verdicts[p.name][0] for p in paths]
-    sizes = np.array([verdicts[p.name][1] for p in paths], dtype=np.int64).reshape(-1, 2)
-    n_resized = int((sizes != SIDE).any(axis=1).sum())
-
-    if n_duplicates:
-        log.warning("%d duplicate image numbers in the annotations (first in %s); each counted once",
-                    n_duplicates, first_duplicate)
-    if ignored:
-        log.warning("ignored %d files that are not im<N>.jpg images or .txt annotations (e.g. %s)",
-                    len(ignored), ", ".join(sorted(ignored)[:3]))
-    if bad:
-        log.warning("skipped %d unreadable images (e.g. images/%s: %s)", len(bad), bad[0][0], bad[0][1])
-    if n_resized:
-        log.warning("%d images are not %dx%d and will be resized", n_resized, SIDE, SIDE)
-    return Dataset(root=root, image_ids=ids, paths=paths, labels=labels, targets=targets, fingerprint=fp,
-                   modes=modes, sizes=sizes, n_duplicates=n_duplicates, n_ignored=len(ignored),
-                   n_bad_skipped=len(bad), bad_images=[f"images/{n}: {r}" for n, r in bad], n_resized=n_resized)
+    ds = _assemble(root, found, labels, positives, fp, verdicts, n_duplicates=n_duplicates, n_ignored=len(ignored),
+                   n_bad_skipped=len(bad), bad_images=[f"images/{n}: {r}" for n, r in bad])
+    _warn_tolerated(ds, ignored, first_duplicate)
+    return ds
 
 
 # ---------------------------------------------------------------- decoding

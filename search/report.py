@@ -1,9 +1,12 @@
 """Search-level analysis from a search folder: top trials, hyperparameter importance, history, budget.
 
     report = analyse(search_dir("search-20261128-101500"))
-    print("\\n".join(text_lines(report)))             # what `labeltune report NAME` prints
+    header_lines(report), sections(report)            # the text `labeltune report NAME` prints (search/cli/report.py)
     write_report(report.path, report)                 # <search folder>/report.md + report_*.png beside it
     log_to_run(client, parent_run_id, report.path)    # the same files on the parent run, importance/<param> metrics
+
+The file runs analysis (the dataclasses, analyse), figures (plot_*, write_figures), text and
+report.md (header_lines, sections, write_report), then the MLflow logging (log_to_run).
 
 Everything is read from the files a search leaves (the record, Tune's `trial_<id>/result.json`,
 the kept Optuna study `optuna.db`), so it works on a finished, interrupted or running search
@@ -37,14 +40,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from search.catalog import trial_results, tune_trial_ids
-from search.outcome import OUTCOMES, OUTCOMES_ATTR, started
+from search.outcome import OUTCOMES, OUTCOMES_ATTR
 from search.record import STUDY_FILE, TUNE_TRIAL_ATTR, WARM_FROM, SearchRecord, load_kept_study
 from search.space import ASL_KNOBS, choices
 from search.asha import REDUCTION as ASHA_REDUCTION
@@ -65,26 +67,14 @@ MIN_TRIALS_FOR_IMPORTANCE = 30
 Probe (the quick space, random sampling, only the model setting the first-rung score, 6-12 sampler seeds):
 PED-ANOVA ranked `model` first in 3 of 6 at 15 trials, 9 of 12 at 20, 11 of 12 at 30 and 6 of 6 at 45
 with MIN_TRIALS_PER_PARAM; without it, in 2 of 12 at 30 (an `lr_<optimizer>` or `asl_*` came first)."""
-TOP_N = 10
-"""trials in the top-trials table"""
-HISTORY_MARKS = (0.1, 0.25, 0.5, 0.75, 1.0)
-"""shares of the trial-epochs spent at which the text history gives the best so far (the figure has every epoch)"""
-REPORT_FILE = "report.md"
+STUDY_CONSEQUENCE = ("without it the report has no importance and takes each trial's outcome from its epochs "
+                     "(a failed trial then counts as stopped early)")
 FIGURES = {"history": "report_history.png", "parallel": "report_parallel.png", "importance": "report_importance.png"}
 """figure name -> file beside report.md"""
-ARTIFACT_DIR = "report"
-"""where the report's files go on the parent run"""
 FIRST_AXES = ("model", "optimizer", "lr", "loss", "batch_size")
 """the parallel-coordinates axes that come first, when the space searches them; the rest follow in space order,
 the conditional ones (`width`, `asl_*`) last, so that their gaps do not cut every other trial's line"""
 CONDITIONAL = ("width", *ASL_KNOBS)
-OUTCOME_WORDS = {"finished": "finished", "stopped_early": "stopped early", "ended_by_stop": "ended by the stop",
-                 "failed": "failed", "never_ran": "never ran", "unfinished": "unfinished"}
-"""search/outcome.py's OUTCOMES as the report writes them"""
-ALWAYS_SHOWN = ("finished", "stopped_early", "failed")
-"""outcomes the report counts even when no trial has them; the others only when some do"""
-STUDY_CONSEQUENCE = ("without it the report has no importance and takes each trial's outcome from its epochs "
-                     "(a failed trial then counts as stopped early)")
 
 
 @dataclass
@@ -329,133 +319,10 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-# ---- text ----------------------------------------------------------------------
-
-
-def text_lines(report: SearchReport) -> list[str]:
-    """The whole report as terminal lines (report.md holds the same lines, section by section)."""
-    lines = header_lines(report)
-    for title, body in sections(report).items():
-        lines += ["", title, *body]
-    return lines
-
-
-def header_lines(report: SearchReport) -> list[str]:
-    r = report.record
-    lines = [f"search {r.name} ({r.status}): {started(report.counts)} trials of {r.options.get('trials', '?')}, "
-             f"at most {report.max_epochs} epochs each, first ASHA rung at epoch {report.rung}; {report.path}",
-             outcome_line(report)]
-    best = report.trials[0].best if report.trials and report.trials[0].best is not None else None
-    if report.baseline is not None:
-        versus = f"; best trial {best - report.baseline:+.4f}" if best is not None else ""
-        lines.append(f"baseline (no learning, {r.baseline_rule or 'record'}): {PRIMARY_METRIC} "
-                     f"{report.baseline:.4f}{versus}")
-    return lines
-
-
-def outcome_line(report: SearchReport) -> str:
-    """`trials: 2 finished, 4 stopped early, 0 failed` (and any other outcome some trial has), as the study says."""
-    words = {**OUTCOME_WORDS, "unfinished": "running" if report.record.status == "running" else "unfinished"}
-    n = report.counts
-    line = "trials: " + ", ".join(f"{n[o]} {words[o]}" for o in OUTCOMES if o in ALWAYS_SHOWN or n[o])
-    if report.lost:
-        line += (f"; the study also holds {report.lost} trial{'s' * (report.lost != 1)} Tune's saved state lost "
-                 f"(a driver killed between snapshots), not counted")
-    if not report.study_kept:
-        line += " (no kept study: outcomes from epochs, a failed trial counts as stopped early)"
-    return line
-
-
-def sections(report: SearchReport) -> dict[str, list[str]]:
-    """Section title -> its lines: top trials, importance, history, budget."""
-    return {"Top trials": top_lines(report), "Hyperparameter importance": importance_lines(report),
-            "Optimisation history": history_lines(report), "Where the budget went": budget_lines(report)}
-
-
-def top_lines(report: SearchReport) -> list[str]:
-    top = report.trials[:TOP_N]
-    if not top:
-        return ["no trial reported a result yet"]
-    lines = [f"  {'trial':<12}{'best':>8}{'epoch':>7}{'of':>4}{'rung ' + str(report.rung):>9}  "
-             f"{'model':<20}{'optimizer':<10}{'lr':>9}  {'loss':<24}{'batch':>5}"]
-    for t in top:
-        model, optimizer, loss, batch = (str(t.config.get(key, "?"))
-                                         for key in ("model", "optimizer", "loss", "batch_size"))
-        lr = trial_lr(t.config)
-        lines.append(f"  {t.trial_id:<12}{_num(t.best):>8}{t.best_epoch:>7}{t.epochs:>4}{_num(t.rung_score):>9}  "
-                     f"{model:<20}{optimizer:<10}{f'{lr:.2g}' if lr is not None else '-':>9}  {loss:<24}{batch:>5}")
-    if len(report.trials) > TOP_N:
-        lines.append(f"  ... and {len(report.trials) - TOP_N} more")
-    return lines
-
-
-def importance_lines(report: SearchReport) -> list[str]:
-    imp = report.importance
-    if not imp.values:
-        return [imp.note]
-    lines = [f"PED-ANOVA on {imp.trials} trials: which parameters put a trial in the top {IMPORTANCE_QUANTILE:.0%} "
-             f"by {PRIMARY_METRIC} at epoch {report.rung} (the first ASHA rung, which every trial reaches)"]
-    if imp.note:
-        lines.append(imp.note)
-    width = max(len(name) for name in imp.values)
-    lines += [f"  {name:<{width}}  {value:.3f}  {'#' * round(value * 40)}" for name, value in imp.values.items()]
-    return lines
-
-
-def history_lines(report: SearchReport) -> list[str]:
-    """The best so far near fixed shares of the trial-epochs spent (HISTORY_MARKS), and where the best was found.
-
-    Each row is the last scored trial-epoch at or before its mark, with its own share of the total:
-    marks that land on the same point (a short search, epochs without a score) give one row.
-    The figure (plot_history) has every point.
-    """
-    if not report.history:
-        return ["no epoch reported a score yet"]
-    total = report.total_epochs
-    lines = [f"  {'trial-epochs':>12}  {'best ' + PRIMARY_METRIC:>18}  trial"]
-    shown = set()
-    for mark in HISTORY_MARKS:
-        reached = [point for point in report.history if point[0] <= math.ceil(mark * total)]
-        if reached and reached[-1][0] not in shown:
-            spent, _, best, _ = reached[-1]
-            shown.add(spent)
-            holder = next(trial_id for _, score, b, trial_id in reached if b == best and score == best)
-            lines.append(f"  {f'{spent} ({spent / total:.0%})':>12}  {best:>18.4f}  {holder}")
-    last = report.history[-1][2]
-    found = next(spent for spent, _, best, _ in report.history if best == last)
-    lines.append(f"the best was found after {found} of {total} trial-epochs ({found / max(total, 1):.0%})")
-    return lines
-
-
-def budget_lines(report: SearchReport) -> list[str]:
-    """Trials, trial-epochs and minutes by outcome (ALWAYS_SHOWN, and the others some trial has)."""
-    b = report.budget
-    total_epochs, total_s = report.total_epochs, sum(spent.seconds for spent in b.values())
-    if not total_epochs:
-        return ["no epoch trained yet"]
-    running = report.record.status == "running"
-    labels = {"finished": (f"finished (all {report.max_epochs} epochs)", ""),
-              "stopped_early": ("stopped early", "  (ASHA)"),
-              "ended_by_stop": ("ended by the stop", f"  ({report.record.stop_reason or '--target/--plateau'})"),
-              "failed": ("failed", "  (an error)"),
-              "never_ran": ("never ran", "  (suggested, but the search ended first)"),
-              "unfinished": ("running" if running else "unfinished",
-                             "" if running else "  (interrupted: search --resume continues them)")}
-    shown = [outcome for outcome in OUTCOMES if outcome in ALWAYS_SHOWN or b[outcome].trials]
-    width = max(len(labels[outcome][0]) for outcome in shown)
-    return [f"  {labels[o][0] + ':':<{width + 1}} {b[o].trials:>4} trials {b[o].epochs:>6} trial-epochs "
-            f"({b[o].epochs / total_epochs:>4.0%}) {b[o].seconds / 60:8.1f} min{labels[o][1]}" for o in shown] + [
-        f"  in all: {started(report.counts)} trials, {total_epochs} trial-epochs, {total_s / 60:.1f} trial-minutes"]
-
-
 def trial_lr(config: dict) -> float | None:
     """The learning rate a trial trained with: `lr_<its optimizer>` (what space.to_train_config makes `lr`)."""
     value = config.get(f"lr_{config.get('optimizer', 'adamw')}", config.get("lr"))
     return float(value) if _finite(value) else None
-
-
-def _num(value: float | None) -> str:
-    return f"{value:.4f}" if value is not None else "-"
 
 
 # ---- figures -------------------------------------------------------------------
@@ -582,47 +449,10 @@ def plot_importance(report: SearchReport, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-# ---- files and MLflow ----------------------------------------------------------
-
-
-def write_report(path: Path, report: SearchReport | None = None) -> Path:
-    """Write `<search folder>/report.md` with its figures beside it; returns report.md's path.
-
-    `report.figures` names the PNGs drawn (importance only when it was computed).
-    """
-    path = Path(path)
-    report = report if report is not None else analyse(path)
-    report.figures = {"history": plot_history(report, path / FIGURES["history"]),
-                      "parallel": plot_parallel(report, path / FIGURES["parallel"])}
+def write_figures(path: Path, report: SearchReport) -> dict[str, Path]:
+    """Draw the report's figures into search folder `path` (FIGURES); importance only when it was computed."""
+    figures = {"history": plot_history(report, path / FIGURES["history"]),
+               "parallel": plot_parallel(report, path / FIGURES["parallel"])}
     if report.importance.values:
-        report.figures["importance"] = plot_importance(report, path / FIGURES["importance"])
-    figure_of = {"Top trials": "parallel", "Hyperparameter importance": "importance", "Optimisation history": "history"}
-    parts = [f"# Search {report.record.name}", "", *header_lines(report),
-             f"\n_written {time.strftime('%Y-%m-%d %H:%M:%S')} by `labeltune report {report.record.name}`_"]
-    for title, body in sections(report).items():
-        parts += ["", f"## {title}", "", "```", *body, "```"]
-        figure = report.figures.get(figure_of.get(title, ""))
-        if figure is not None:
-            parts += ["", f"![{title}]({figure.name})"]
-    out = path / REPORT_FILE
-    out.write_text("\n".join(parts) + "\n")
-    return out
-
-
-def log_to_run(client, run_id: str, path: Path) -> SearchReport:
-    """Analyse search folder `path`, write its report, log the files and `importance/<param>` metrics on `run_id`.
-
-    The metrics' step is the number of trials importance was computed on, so each resume adds a point.
-    """
-    from mlflow.entities import Metric
-
-    report = analyse(path)
-    written = write_report(path, report)
-    for file in (written, *report.figures.values()):
-        client.log_artifact(run_id, str(file), artifact_path=ARTIFACT_DIR)
-    if report.importance.values:
-        now = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric(f"importance/{name}", float(value), now, report.importance.trials)
-                                          for name, value in report.importance.values.items()])
-    log.info("search report of %s logged on run %s (%s)", report.record.name, run_id, written)
-    return report
+        figures["importance"] = plot_importance(report, path / FIGURES["importance"])
+    return figures

@@ -395,7 +395,7 @@ def _finish_tracking(tracker, record: SearchRecord, summary: SearchResult) -> No
         return
     tracker.end_parent(summary.interrupted, summary.stop_reason)  # the record's verdict, should the two differ
     try:  # importance, history, budget: an extra on the parent run, never a failed search
-        from search.report import log_to_run
+        from search.tracking.report import log_to_run
 
         log_to_run(tracker.client, tracker.parent_run_id, record.path)
     except Exception as exc:  # noqa: BLE001

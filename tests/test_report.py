@@ -1,4 +1,4 @@
-"""search/report.py and `labeltune report` on a search folder built here: a kept Optuna study, Tune's
+"""search/report.py, search/report_text.py and `labeltune report` on a search folder built here: a kept Optuna study, Tune's
 result.json files and a record, the files a real search leaves (no Ray, no training)."""
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ def test_importance_is_computed_on_the_first_rung_above_the_minimum(big):
 
 
 def test_one_trial_below_the_minimum_importance_says_too_few_trials(big, tmp_path):
-    from search.report import analyse, text_lines
+    from search.cli.report import text_lines
+    from search.report import analyse
 
     path = copy_of(big, tmp_path)
     (path / "trial_t007" / "result.json").write_text("")  # a trial that never reported: no first-rung score
@@ -144,7 +145,8 @@ def test_history_is_best_so_far_in_arrival_order(small):
 
 
 def test_budget_splits_stopped_and_finished_trials(small):
-    from search.report import analyse, budget_lines, outcome_line
+    from search.report import analyse
+    from search.report_text import budget_lines, outcome_line
 
     report = analyse(small)
     full, stopped, failed = (report.budget[o] for o in ("finished", "stopped_early", "failed"))
@@ -162,7 +164,9 @@ def test_budget_splits_stopped_and_finished_trials(small):
 def test_outcomes_are_what_the_kept_study_holds(tmp_path):
     from optuna.trial import TrialState
 
-    from search.report import analyse, budget_lines, outcome_line, text_lines
+    from search.cli.report import text_lines
+    from search.report import analyse
+    from search.report_text import budget_lines, outcome_line
 
     # By state: t000 (ran all epochs) FAILED, t001 (1 epoch) and t004 (3) still RUNNING, t002 PRUNED; t005 failed
     # before its first report (no result row); t006 a trial Tune's saved state does not hold. By the outcome the
@@ -189,7 +193,8 @@ def test_outcomes_are_what_the_kept_study_holds(tmp_path):
 
 def test_history_rows_are_distinct_points_with_their_own_share():
     from search.record import SearchRecord
-    from search.report import SearchReport, Spent, history_lines
+    from search.report import SearchReport, Spent
+    from search.report_text import history_lines
 
     def lines(history, total):
         report = SearchReport(record=SearchRecord(name="s", storage="/x"), rung=1, max_epochs=2, trials=[],
@@ -239,7 +244,8 @@ def test_a_damaged_sibling_does_not_touch_the_report_of_a_good_search(small, tmp
 
 def test_parallel_coordinates_have_one_log_lr_axis(small, tmp_path):
     from search.record import SearchRecord
-    from search.report import FIGURES, parallel_axes, write_report
+    from search.report import FIGURES, parallel_axes
+    from search.report_text import write_report
 
     path = copy_of(small, tmp_path)
     axes = parallel_axes(SearchRecord.read(path).space)
@@ -257,7 +263,8 @@ def test_parallel_coordinates_have_one_log_lr_axis(small, tmp_path):
 
 
 def test_log_to_run_logs_the_files_and_importance_metrics(big, tmp_path):
-    from search.report import ARTIFACT_DIR, MIN_TRIALS_FOR_IMPORTANCE, log_to_run
+    from search.report import MIN_TRIALS_FOR_IMPORTANCE
+    from search.tracking.report import ARTIFACT_DIR, log_to_run
 
     class Client:
         def __init__(self):
@@ -279,7 +286,7 @@ def test_log_to_run_logs_the_files_and_importance_metrics(big, tmp_path):
 
 
 def test_a_failing_report_only_warns_at_the_end_of_a_search(tmp_path, monkeypatch, caplog):
-    import search.report
+    import search.tracking.report
     from search.record import SearchRecord
     from search.stopping import Outcomes
     from search.run import _finish
@@ -303,7 +310,7 @@ def test_a_failing_report_only_warns_at_the_end_of_a_search(tmp_path, monkeypatc
         calls.append((run_id, path))
         raise RuntimeError("store gone")
 
-    monkeypatch.setattr(search.report, "log_to_run", broken)
+    monkeypatch.setattr(search.tracking.report, "log_to_run", broken)
     record = SearchRecord(name="s", storage=str(tmp_path), options={"trials": 0, "epochs": 1})
     with caplog.at_level(logging.WARNING, logger="search.run"):
         summary = _finish(Tuner().fit(), record, Tracker(), None, Outcomes(max_epochs=1), 0.0)

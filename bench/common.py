@@ -85,7 +85,7 @@ def synth_dataset(n: int, seed: int = 0) -> Path:
 
 
 def load_decoded(root: Path):
-    """(Dataset, uint8 N x 3 x 128 x 128) through labeltune's own load + decode (cached per data version)."""
+    """(AnnotatedFolder, uint8 N x 3 x 128 x 128) through labeltune's own load + decode (cached per data version)."""
     from trainable import data
 
     use_bench_decode_cache()

@@ -14,7 +14,7 @@ and line (`annotations/bird.txt:17: 'l2' is not an image number`) and tolerates 
 rest, counting it and logging one warning per kind: blank lines, CRLF, duplicate
 numbers, stray files in images/, images that are not 128x128. It fully decodes every
 image once per data version to find truncated or corrupt files (a JPEG cut in half opens
-and even `verify()`s fine; only a decode notices), so the Dataset it returns holds only
+and even `verify()`s fine; only a decode notices), so the AnnotatedFolder it returns holds only
 images that decode; the result of that check is cached next to the decoded arrays, keyed
 by the content fingerprint, so later loads only hash the bytes.
 
@@ -73,8 +73,8 @@ class DatasetError(LabeltuneError):
 
 
 @dataclass
-class Dataset:
-    """An annotated image folder, validated; row i of `targets` belongs to `paths[i]`."""
+class AnnotatedFolder:
+    """An annotated image folder, validated; row i of `targets` belongs to `paths[i]` (the torch Dataset is `ImageDataset`)."""
 
     root: Path
     image_ids: np.ndarray
@@ -365,7 +365,7 @@ def _refuse_bad_images(names: list[str], verdicts: dict[str, tuple[str, tuple[in
     return bad
 
 
-# ---------------------------------------------------------------- the Dataset
+# ---------------------------------------------------------------- the AnnotatedFolder
 
 
 def _targets(ids: np.ndarray, positives: list[list[int]]) -> np.ndarray:
@@ -378,10 +378,10 @@ def _targets(ids: np.ndarray, positives: list[list[int]]) -> np.ndarray:
 
 
 def _assemble(root: Path, found: dict[int, Path], labels: list[str], positives: list[list[int]], fp: str,
-              verdicts: dict[str, tuple[str, tuple[int, int], str | None]], **tolerated: Any) -> Dataset:
-    """The Dataset of the images that decode, in number order, with each one's stored mode and size.
+              verdicts: dict[str, tuple[str, tuple[int, int], str | None]], **tolerated: Any) -> AnnotatedFolder:
+    """The AnnotatedFolder of the images that decode, in number order, with each one's stored mode and size.
 
-    tolerated: the Dataset's counts of what load let through (n_duplicates, n_ignored, n_bad_skipped, bad_images).
+    tolerated: the AnnotatedFolder's counts of what load let through (n_duplicates, n_ignored, n_bad_skipped, bad_images).
     """
     ids = np.array(sorted(found), dtype=np.int64)
     keep = np.array([verdicts[found[int(k)].name][2] is None for k in ids], dtype=bool)
@@ -389,12 +389,12 @@ def _assemble(root: Path, found: dict[int, Path], labels: list[str], positives: 
     ids = ids[keep]
     paths = [found[int(k)] for k in ids]
     sizes = np.array([verdicts[p.name][1] for p in paths], dtype=np.int64).reshape(-1, 2)
-    return Dataset(root=root, image_ids=ids, paths=paths, labels=labels, targets=targets, fingerprint=fp,
+    return AnnotatedFolder(root=root, image_ids=ids, paths=paths, labels=labels, targets=targets, fingerprint=fp,
                    modes=[verdicts[p.name][0] for p in paths], sizes=sizes,
                    n_resized=int((sizes != SIDE).any(axis=1).sum()), **tolerated)
 
 
-def _warn_tolerated(ds: Dataset, ignored: list[str], first_duplicate: str) -> None:
+def _warn_tolerated(ds: AnnotatedFolder, ignored: list[str], first_duplicate: str) -> None:
     """One warning per kind of input load let through: duplicate numbers, stray files, bad images, odd sizes."""
     if ds.n_duplicates:
         log.warning("%d duplicate image numbers in the annotations (first in %s); each counted once",
@@ -409,7 +409,7 @@ def _warn_tolerated(ds: Dataset, ignored: list[str], first_duplicate: str) -> No
 
 
 def load(root: str | os.PathLike, skip_bad_images: bool = False, *, cache_dir: str | os.PathLike | None = None,
-         progress: bool = False) -> Dataset:
+         progress: bool = False) -> AnnotatedFolder:
     """Read and validate a dataset in the course layout; raise DatasetError naming what is wrong.
 
     skip_bad_images: drop images that do not decode (counted in `n_bad_skipped`) instead of refusing.
@@ -487,7 +487,7 @@ def _decode_into(out: np.ndarray, paths: Sequence[Path], color: str, progress: b
     return [(i, reason) for i, reason in results if reason is not None]
 
 
-def decode(dataset: Dataset, color: str = "rgb", cache_dir: str | os.PathLike | None = None,
+def decode(dataset: AnnotatedFolder, color: str = "rgb", cache_dir: str | os.PathLike | None = None,
            progress: bool = True) -> np.ndarray:
     """All images of the dataset as uint8 N x C x 128 x 128 (C = 3 rgb, 1 gray), read-only.
 

@@ -116,7 +116,8 @@ def baseline_rate(model_name: str, dataset, *, image_size: int, batch: int, work
     """Training img/s of the course-style pipeline: DataLoader over JPEGs, fp32, NCHW, model on `device`."""
     import torch
 
-    from trainable.getters import get_loss, get_optimizer
+    from trainable.losses import get_loss
+    from trainable.optimizers import get_optimizer
     from trainable.models import build_model
 
     dev = torch.device(device)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from search.options import SearchError
-from trainable.models import MODEL_SPECS
+from search.options import CPUS_PER_TRIAL, SearchError
+from trainable.specs import MODEL_SPECS
 
 GPU_SHARE = {name: spec.gpu_share for name, spec in MODEL_SPECS.items()}
 """GPU fraction per trial by model when --gpus-per-trial is not given (ModelSpec.gpu_share: small CNNs pack 4 to a GPU)."""
@@ -30,7 +30,7 @@ def trial_resources(config: dict, gpus: float | None, cpus: float | None, use_gp
 
 
 def resource_request(model: str, gpus: float | None, cpus: float | None, use_gpu: bool) -> dict[str, float]:
-    request = {"CPU": float(cpus if cpus is not None else 1)}
+    request = {"CPU": float(cpus if cpus is not None else CPUS_PER_TRIAL)}
     gpu = gpus if gpus is not None else (GPU_SHARE.get(model, 1.0) if use_gpu else 0)
     if gpu:
         request["GPU"] = float(gpu)

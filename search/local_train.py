@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from trainable import store
+from trainable.config import best_score, better
 from trainable.errors import LabeltuneError
 
 BEST_FILE = "best.pt"
@@ -60,7 +61,7 @@ class LocalTraining:
         history_path = self.out / HISTORY_FILE
         self.history: list[dict] = (json.loads(history_path.read_text())["history"]
                                     if resume and history_path.exists() else [])
-        self.best = max((h[PRIMARY_METRIC] for h in self.history), default=float("-inf"))
+        self.best = best_score(h[PRIMARY_METRIC] for h in self.history)
         self.tracker = None
         if track:
             from search.tracking.local_run import LocalRun
@@ -116,7 +117,7 @@ class LocalTraining:
         self._bar.close()
         self.history.append(metrics)
         shutil.copy2(ckpt_dir / CHECKPOINT_FILE, self.out / CHECKPOINT_FILE)
-        if metrics[PRIMARY_METRIC] > self.best:
+        if better(metrics[PRIMARY_METRIC], self.best):
             self.best = metrics[PRIMARY_METRIC]
             shutil.copy2(ckpt_dir / CHECKPOINT_FILE, self.out / BEST_FILE)
         store.write_json(self.out / HISTORY_FILE, {"config": self.cfg.to_dict(), "labels": self.dataset.labels,

@@ -17,6 +17,8 @@ import time
 import click
 from ray.tune import Callback
 
+from search.space import chosen_lr
+from trainable.config import better
 from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
 
 SHOWN_PARAMS = ("model", "optimizer", "loss", "batch_size")
@@ -25,7 +27,7 @@ SHOWN_PARAMS = ("model", "optimizer", "loss", "batch_size")
 def describe(config: dict) -> str:
     """A trial's config in a few words: model, optimizer@lr, loss, batch size."""
     opt = config.get("optimizer", "?")
-    lr = config.get(f"lr_{opt}", config.get("lr"))
+    lr = chosen_lr(config)
     lr_text = f"@{lr:.2g}" if isinstance(lr, float) else ""
     return f"{config.get('model', '?')} {opt}{lr_text} {config.get('loss', '?')} bs{config.get('batch_size', '?')}"
 
@@ -49,7 +51,7 @@ def _finite(value) -> bool:
 
 
 def _better(a: float, b: float) -> bool:
-    return a > b if PRIMARY_MODE == "max" else a < b
+    return better(a, b)
 
 
 class LiveTable(Callback):

@@ -48,8 +48,9 @@ from pathlib import Path
 from search.catalog import trial_results, tune_trial_ids
 from search.outcome import OUTCOMES, OUTCOMES_ATTR
 from search.record import STUDY_FILE, TUNE_TRIAL_ATTR, WARM_FROM, SearchRecord, load_kept_study
-from search.space import ASL_KNOBS, choices
+from search.space import ASL_KNOBS, choices, chosen_lr, lr_optimizer
 from search.asha import REDUCTION as ASHA_REDUCTION
+from trainable.config import PRIMARY_SIGN
 from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ def analyse(path: Path) -> SearchReport:
         results = {folder: rows for folder, rows in results.items() if folder.removeprefix("trial_") in known}
     trials = [summarise_trial(folder, rows, path, rung) for folder, rows in results.items() if rows]
     lost = assign_outcomes(trials, kept, known, max_epochs, decided)
-    sign = 1.0 if PRIMARY_MODE == "max" else -1.0
+    sign = PRIMARY_SIGN
     trials.sort(key=lambda t: (t.best is None, -sign * (t.best or 0.0)))
     return SearchReport(record=record, rung=rung, max_epochs=max_epochs, trials=trials,
                         history=optimisation_history(results), budget=budget(trials),
@@ -217,7 +218,7 @@ def assign_outcomes(trials: list[TrialSummary], kept: list | None, known: set[st
 
 def summarise_trial(folder: str, rows: list[dict], path: Path, rung: int) -> TrialSummary:
     scored = [r for r in rows if _finite(r.get(PRIMARY_METRIC)) and "training_iteration" in r]
-    sign = 1.0 if PRIMARY_MODE == "max" else -1.0
+    sign = PRIMARY_SIGN
     best = max(scored, key=lambda r: sign * r[PRIMARY_METRIC], default=None)
     at_rung = [r[PRIMARY_METRIC] for r in scored if r["training_iteration"] == rung]
     config = rows[0].get("config")
@@ -241,7 +242,7 @@ def optimisation_history(results: dict[str, list[dict]]) -> list[tuple[int, floa
     rows = [(r.get("reported_at", r.get("timestamp", 0.0)), r.get("training_iteration", 0), folder, r)
             for folder, rows_ in results.items() for r in rows_]
     rows.sort(key=lambda item: item[:3])
-    sign = 1.0 if PRIMARY_MODE == "max" else -1.0
+    sign = PRIMARY_SIGN
     history, best = [], None
     for spent, (_, _, folder, row) in enumerate(rows, start=1):
         score = row.get(PRIMARY_METRIC)
@@ -321,7 +322,7 @@ def _finite(value) -> bool:
 
 def trial_lr(config: dict) -> float | None:
     """The learning rate a trial trained with: `lr_<its optimizer>` (what space.to_train_config makes `lr`)."""
-    value = config.get(f"lr_{config.get('optimizer', 'adamw')}", config.get("lr"))
+    value = chosen_lr(config)
     return float(value) if _finite(value) else None
 
 
@@ -362,8 +363,8 @@ def parallel_axes(space: dict) -> list[Axis]:
     axes = {}
     lr_bounds = []
     for name, domain in space.items():
-        if name.startswith("lr_"):
-            if name.removeprefix("lr_") in choices(space.get("optimizer", "adamw")):
+        if lr_optimizer(name) is not None:
+            if lr_optimizer(name) in choices(space.get("optimizer", "adamw")):
                 lr_bounds += [domain["low"], domain["high"]] if isinstance(domain, dict) else choices(domain)
         elif isinstance(domain, list) and len(domain) > 1:
             axes[name] = Axis(name, choices=sorted(domain) if all(_finite(c) for c in domain) else list(domain))

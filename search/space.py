@@ -33,9 +33,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trainable.config import TrainConfig
+from trainable.config import ConfigError, TrainConfig
 from trainable.errors import LabeltuneError
-from trainable.models import MODEL_SPECS
+from trainable.specs import MODEL_SPECS, OPTIMIZER_NAMES
 
 OPTIMIZER_LR = {
     "adamw": {"low": 1e-5, "high": 1e-2, "log": True},
@@ -44,6 +44,25 @@ OPTIMIZER_LR = {
     "sgd": {"low": 1e-3, "high": 0.3, "log": True},
     "adadelta": {"low": 0.05, "high": 1.0, "log": True},
 }
+LR_PREFIX = "lr_"
+"""a learning rate parameter is LR_PREFIX + its optimizer's name: `lr_adamw`"""
+
+
+def lr_param(optimizer: str) -> str:
+    """The space parameter of `optimizer`'s learning rate: lr_param("sgd") == "lr_sgd"."""
+    return LR_PREFIX + optimizer
+
+
+def lr_optimizer(param: str) -> str | None:
+    """The optimizer whose learning rate the space parameter `param` is (lr_sgd -> sgd), None for another parameter."""
+    return param.removeprefix(LR_PREFIX) if param.startswith(LR_PREFIX) else None
+
+
+def chosen_lr(config: dict[str, Any]) -> Any:
+    """The learning rate a trial config trains with: its optimizer's `lr_<optimizer>`, else `lr` (None: neither)."""
+    return config.get(lr_param(config.get("optimizer", TrainConfig.optimizer)), config.get("lr"))
+
+
 SMALL_CNNS = tuple(name for name, spec in MODEL_SPECS.items() if spec.weights == "none")
 """the small models trained from scratch; only their trials suggest `width` (dummy's ignores it)"""
 ASL_KNOBS = {
@@ -60,7 +79,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "loss": ["bce", "multilabel_soft_margin", "mse", "l1", "asl"],
         **ASL_KNOBS,
         "optimizer": list(OPTIMIZER_LR),
-        **{f"lr_{name}": rng for name, rng in OPTIMIZER_LR.items()},
+        **{lr_param(name): rng for name, rng in OPTIMIZER_LR.items()},
         "weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
         "batch_size": [32, 64, 128, 256],
         "threshold": {"low": 0.2, "high": 0.8},
@@ -77,7 +96,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "loss": ["bce", "multilabel_soft_margin", "asl"],
         **ASL_KNOBS,
         "optimizer": ["adamw", "adam", "sgd", "adadelta"],
-        **{f"lr_{name}": OPTIMIZER_LR[name] for name in ("adamw", "adam", "sgd", "adadelta")},
+        **{lr_param(name): OPTIMIZER_LR[name] for name in ("adamw", "adam", "sgd", "adadelta")},
         "weight_decay": {"low": 1e-6, "high": 1e-3, "log": True},
         "batch_size": [32, 64],
         "threshold": {"low": 0.2, "high": 0.6},
@@ -147,10 +166,8 @@ def load_space(name_or_file: str) -> dict[str, Any]:
 
 def validate_space(space: dict[str, Any], where: str = "space") -> None:
     """Every key a TrainConfig field or lr_<optimizer>; ranges well formed."""
-    from trainable.config import OPTIMIZER_NAMES, ConfigError
-
     fields = set(TrainConfig.__dataclass_fields__) - {"lr"}
-    valid = fields | {f"lr_{name}" for name in OPTIMIZER_NAMES}
+    valid = fields | {lr_param(name) for name in OPTIMIZER_NAMES}
     for key, value in space.items():
         if key not in valid:
             raise SpaceError(f"{where}: unknown parameter {key!r}; valid: {', '.join(sorted(valid))}")
@@ -171,7 +188,7 @@ def validate_space(space: dict[str, Any], where: str = "space") -> None:
         else:
             candidates = [value]
         # Every choice and range end must be a value a trial accepts: refused now, not by every trial later.
-        field = "lr" if key.startswith("lr_") else key
+        field = "lr" if lr_optimizer(key) is not None else key
         for candidate in candidates:
             try:
                 TrainConfig.from_dict({field: candidate})
@@ -217,7 +234,7 @@ def define_by_run(trial, space: dict[str, Any], constants: dict[str, Any], pretr
     for name, value in space.items():
         if name in chosen:
             continue
-        if name.startswith("lr_") and name != f"lr_{chosen['optimizer']}":
+        if lr_optimizer(name) not in (None, chosen["optimizer"]):
             continue  # another optimizer's learning rate
         if name == "width" and chosen["model"] not in SMALL_CNNS:
             continue  # the backbones have no width knob
@@ -240,8 +257,8 @@ def to_train_config(config: dict[str, Any]) -> TrainConfig:
 
 def merge_lr(config: dict[str, Any]) -> dict[str, Any]:
     """The config with the chosen optimizer's `lr_<optimizer>` as `lr` and no `lr_*` keys (as a person reads it)."""
-    values = {key: value for key, value in config.items() if not key.startswith("lr_")}
-    chosen = f"lr_{config.get('optimizer', TrainConfig.optimizer)}"
+    values = {key: value for key, value in config.items() if lr_optimizer(key) is None}
+    chosen = lr_param(config.get("optimizer", TrainConfig.optimizer))
     if chosen in config:
         values["lr"] = config[chosen]
     return values

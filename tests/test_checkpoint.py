@@ -11,7 +11,8 @@ import torch
 
 from trainable import checkpoint
 from trainable.checkpoint import FORMAT_VERSION, CheckpointError, check_labels, load, save
-from trainable.getters import get_loss, get_optimizer
+from trainable.losses import get_loss
+from trainable.optimizers import get_optimizer
 from trainable.models import build_model
 
 LABELS = ["bird", "car", "dog"]

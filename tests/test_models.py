@@ -7,7 +7,8 @@ import pytest
 import torch
 import torchvision
 
-from trainable.getters import get_loss, get_optimizer
+from trainable.losses import get_loss
+from trainable.optimizers import get_optimizer
 from trainable import models
 from trainable.models import (
     MODEL_SPECS,

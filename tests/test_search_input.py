@@ -86,7 +86,7 @@ def test_item8_an_empty_split_is_refused_before_any_epoch(synth_dir, tmp_path, l
 
 @pytest.mark.parametrize("key, value, what", [
     ("color", ["grey"], "color: 'grey' is not one of rgb, gray"),
-    ("batch_size", [0], "batch_size must be >= 1"),
+    ("batch_size", [0], "batch_size: 0 must be >= 1"),
     ("image_size", [48], "image_size: 48 is not one of 128, 64, 32"),
     ("threshold", {"low": "abc", "high": 0.5}, "a range needs numbers low and high"),
     ("lr_adamw", {"low": -1, "high": 1, "log": True}, "a log range needs low > 0"),

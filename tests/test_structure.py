@@ -152,7 +152,7 @@ def test_the_search_command_is_generated_from_search_options():
             assert f.name not in params
             continue
         option = params[f.name]
-        assert option.opts[0] == flag(f) and option.help == helps[f.name] and option.default == f.default, f.name
+        assert option.opts[0] == flag(f) and option.help == helps[f.name] + (f" [default: {f.metadata['default_text']}]" if f.metadata.get("default_text") else "") and option.default == f.default, f.name
         if f.metadata.get("low") is not None:
             assert option.type.min == f.metadata["low"] and option.type.min_open == f.metadata["low_open"], f.name
 

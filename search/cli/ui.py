@@ -11,7 +11,7 @@ import click
 @click.option("--port", default=5000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="interface to bind (0.0.0.0 exposes it to the network)")
 @click.option("--workers", default=1, show_default=True, help="web worker processes (MLflow's default of 4 is slow to start on small machines)")
-@click.option("--tracking-uri", default=None, help="the store to show [default: sqlite under $LABELTUNE_HOME/mlruns]")
+@click.option("--tracking-uri", default=None, help="the store to show [default: $MLFLOW_TRACKING_URI, else sqlite under $LABELTUNE_HOME/mlruns]")
 def ui(port, host, workers, tracking_uri):
     """Start the MLflow UI on the project's store."""
     import os

@@ -26,7 +26,8 @@ import mlflow
 from search.tracking.names import CURVE_METRICS, EXPERIMENT, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, SEARCH_TAG, TRIAL_TAG
 from trainable import store
 from trainable.errors import LabeltuneError, first_line
-from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
+from trainable.config import PRIMARY_SIGN
+from trainable.metrics import PRIMARY_METRIC
 
 
 class TrackingUnavailable(LabeltuneError):
@@ -193,7 +194,7 @@ def epoch_history(client: mlflow.MlflowClient, run_id: str) -> list[dict]:
 
 def best_row(history: list[dict]) -> dict | None:
     """The first epoch with the best PRIMARY_METRIC (NaN never wins), as promote ranks a trial; None without one."""
-    sign = 1.0 if PRIMARY_MODE == "max" else -1.0
+    sign = PRIMARY_SIGN
     rows = [row for row in history if PRIMARY_METRIC in row and row[PRIMARY_METRIC] == row[PRIMARY_METRIC]]
     return max(rows, key=lambda row: sign * row[PRIMARY_METRIC], default=None)
 

@@ -1,8 +1,7 @@
-"""The LOSSES and OPTIMIZERS registries (the course seed's "Getters"), built by name.
+"""The LOSSES registry (half of the course seed's "Getters"), built by name.
 
     loss_fn = get_loss("bce", pos_weight=pos_weight_from_targets(train_targets))
     loss_fn = get_loss("asl", gamma_neg=4.0, gamma_pos=0.0, clip=0.05)   # or the asymmetric loss
-    optimizer = get_optimizer("adamw", model.parameters(), lr=1e-3, weight_decay=1e-4)
     loss = loss_fn(logits, targets)      # B x L logits, B x L float targets -> scalar
 
 Every loss takes raw logits. `mse` and `l1` compare sigmoid probabilities with the 0/1
@@ -13,19 +12,25 @@ focal weights with separate exponents for positives and negatives, and negatives
 probability is below `clip` count as solved. Its knobs reach it as keyword options of
 get_loss; the losses without knobs ignore them, so a caller can always pass them.
 Losses compute in float32 whatever the autocast dtype of the logits.
+
+The names are written once, in trainable/specs.py (LOSS_NAMES: the CLI lists them without
+torch); each has one factory function here named after it, and a name without its function
+stops this module's import.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainable.config import LOSS_NAMES, OPTIMIZER_NAMES, ConfigError
+from trainable.config import ConfigError
+from trainable.specs import LOSS_NAMES, builders
 
 log = logging.getLogger(__name__)
 
@@ -93,46 +98,47 @@ LossFactory = Callable[..., nn.Module]
 """factory(pos_weight=None, **options) -> a module called as loss(logits, targets) -> scalar tensor"""
 
 
-def _unweighted(name: str, make: LossFactory) -> LossFactory:
-    """The factory of a loss without positive weights: warns that pos_weight is ignored, passes on the options."""
+def _unweighted(make: Callable[..., nn.Module]) -> LossFactory:
+    """The factory of a loss without positive weights, named after `make`: warns that pos_weight is ignored."""
 
+    @functools.wraps(make)
     def factory(pos_weight: torch.Tensor | None = None, **options) -> nn.Module:
         if pos_weight is not None:
-            log.warning("loss %s has no positive weights: pos_weight is ignored (only bce uses it)", name)
+            log.warning("loss %s has no positive weights: pos_weight is ignored (only bce uses it)", make.__name__)
         return make(**options)
 
     return factory
 
 
-LOSSES: dict[str, LossFactory] = {
-    "bce": lambda pos_weight=None, **options: BCEWithLogits(pos_weight=pos_weight),
-    "multilabel_soft_margin": _unweighted("multilabel_soft_margin", lambda **options: MultilabelSoftMargin()),
-    "mse": _unweighted("mse", lambda **options: ProbabilityLoss(F.mse_loss)),
-    "l1": _unweighted("l1", lambda **options: ProbabilityLoss(F.l1_loss)),
-    "asl": _unweighted("asl", AsymmetricLoss),
-}
+# One factory per name of trainable.specs.LOSS_NAMES, named after it; the options are asl's knobs.
+
+
+def bce(pos_weight: torch.Tensor | None = None, **options) -> nn.Module:
+    return BCEWithLogits(pos_weight=pos_weight)
+
+
+@_unweighted
+def multilabel_soft_margin(**options) -> nn.Module:
+    return MultilabelSoftMargin()
+
+
+@_unweighted
+def mse(**options) -> nn.Module:
+    return ProbabilityLoss(F.mse_loss)
+
+
+@_unweighted
+def l1(**options) -> nn.Module:
+    return ProbabilityLoss(F.l1_loss)
+
+
+@_unweighted
+def asl(**options) -> nn.Module:
+    return AsymmetricLoss(**options)
+
+
+LOSSES: dict[str, LossFactory] = builders(LOSS_NAMES, globals())
 """name -> factory(pos_weight=None, **options); the options are asl's knobs (gamma_neg, gamma_pos, clip)"""
-
-
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adamw": lambda params, lr, weight_decay, momentum, fused=None: torch.optim.AdamW(
-        params, lr=lr, weight_decay=weight_decay, fused=fused
-    ),
-    "adam": lambda params, lr, weight_decay, momentum, fused=None: torch.optim.Adam(
-        params, lr=lr, weight_decay=weight_decay, fused=fused
-    ),
-    "sgd": lambda params, lr, weight_decay, momentum: torch.optim.SGD(
-        params, lr=lr, momentum=momentum, weight_decay=weight_decay
-    ),
-    "adamax": lambda params, lr, weight_decay, momentum: torch.optim.Adamax(params, lr=lr, weight_decay=weight_decay),
-    "adadelta": lambda params, lr, weight_decay, momentum: torch.optim.Adadelta(
-        params, lr=lr, weight_decay=weight_decay
-    ),
-}
-"""name -> factory(params, lr, weight_decay, momentum); momentum is used by sgd only"""
-if (tuple(LOSSES), tuple(OPTIMIZERS)) != (LOSS_NAMES, OPTIMIZER_NAMES):
-    raise ImportError("trainable.config.LOSS_NAMES / OPTIMIZER_NAMES must list the LOSSES / OPTIMIZERS registries")
-
 
 
 def get_loss(name: str, pos_weight: torch.Tensor | None = None, **options) -> nn.Module:
@@ -143,18 +149,6 @@ def get_loss(name: str, pos_weight: torch.Tensor | None = None, **options) -> nn
     if name not in LOSSES:
         raise ConfigError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
     return LOSSES[name](pos_weight=pos_weight, **options)
-
-
-def get_optimizer(name: str, params: Iterable, lr: float, weight_decay: float = 0.0,
-                  momentum: float = 0.9) -> torch.optim.Optimizer:
-    """The optimizer `name` of OPTIMIZERS over `params`."""
-    if name not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
-    params = list(params)
-    extra = {}
-    if name in ("adam", "adamw") and params and all(p.is_cuda for p in params):
-        extra["fused"] = True  # one kernel per step instead of one per tensor (the GPU ceiling uses it too)
-    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, momentum=momentum, **extra)
 
 
 def pos_weight_from_targets(targets: np.ndarray, clip: float = 100.0) -> torch.Tensor:

@@ -11,7 +11,8 @@ import torch
 from torch.nn import functional as F
 
 from trainable.config import ConfigError, TrainConfig
-from trainable.getters import LOSSES, OPTIMIZERS, get_loss, get_optimizer, pos_weight_from_targets
+from trainable.losses import LOSSES, get_loss, pos_weight_from_targets
+from trainable.optimizers import OPTIMIZERS, get_optimizer
 
 LOGITS = torch.tensor([[2.0, -1.0, 0.5], [-0.3, 0.8, -2.0], [0.0, 1.5, 1.0], [-1.2, -0.4, 3.0]])
 TARGETS = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
@@ -53,7 +54,7 @@ def test_bce_weights_the_positive_term_per_label():
 
 @pytest.mark.parametrize("name", ("mse", "asl"))
 def test_pos_weight_is_ignored_with_a_warning_by_other_losses(caplog, name):
-    with caplog.at_level(logging.WARNING, logger="trainable.getters"):
+    with caplog.at_level(logging.WARNING, logger="trainable.losses"):
         loss = get_loss(name, pos_weight=torch.ones(3))(LOGITS, TARGETS)
     assert "pos_weight is ignored" in caplog.text
     torch.testing.assert_close(loss, REFERENCE[name](LOGITS, TARGETS))

@@ -122,7 +122,7 @@ def test_per_label_thresholds_never_lower_validation_f1(promoted):
              if val_tuned[f"val/f1/{label}"] < val_global[f"val/f1/{label}"] - 1e-9}
     assert not worse, f"per-label thresholds lowered these labels' validation F1 (global, tuned): {worse}"
     # a label with fewer validation positives than the documented minimum keeps the global threshold
-    from search.promote import MIN_LABEL_POSITIVES
+    from trainable.metrics import MIN_LABEL_POSITIVES
 
     positives = {label: val_tuned[f"val/tp/{label}"] + val_tuned[f"val/fn/{label}"] for label in labels}
     for label in labels:
@@ -158,7 +158,7 @@ def test_pred_registered_champion_equals_pred_promoted_checkpoint(promoted, tmp_
     from click.testing import CliRunner
 
     from search.cli import main
-    from search.promote import resolve_registered
+    from search.tracking.registry import resolve_registered
 
     search, p = promoted
     client = mlflow.MlflowClient(search.tracking_uri)
@@ -278,7 +278,7 @@ def test_per_label_thresholds_that_lower_micro_f1_fall_back_to_the_global_one():
     import numpy as np
     from sklearn.metrics import f1_score
 
-    from search.promote import keep_micro_f1
+    from trainable.metrics import keep_micro_f1
 
     # Label A's F1 rises with a low threshold (1 -> 5 true positives) at the price of 30 false
     # positives, which costs micro F1 more than it brings; label B is perfect either way.
@@ -339,7 +339,8 @@ def test_the_alias_moves_only_to_a_model_that_beats_the_baseline_on_val(promoted
 def test_item8_the_alias_decision_reads_the_cross_validated_val_figure_not_the_in_sample_one(tmp_path):
     """Issue 22 item 8, with the red team's figures: 0.2800 on val at the threshold re-chosen there beat the
     baseline's 0.2667 and moved the alias, though the search summary (and test, 0.2500 against 0.2558) said no."""
-    from search.promote import Promotion, version_description
+    from search.promotion import Promotion
+    from search.tracking.registry import version_description
 
     p = Promotion(search="s", trial_id="t1", checkpoint=tmp_path / "checkpoint.pt",
                   source_checkpoint=tmp_path / "trial.pt", epoch=3, val_score=0.2600, thresholds={"a": 0.3},
@@ -362,7 +363,8 @@ def test_item8_the_alias_decision_reads_the_cross_validated_val_figure_not_the_i
 
 
 def test_promote_refuses_a_bad_alias_or_model_name_before_writing_anything(promoted):
-    from search.promote import PromotionError, promote
+    from search.promote import promote
+    from search.promotion import PromotionError
 
     search, _ = promoted
     before = sorted(search.path.glob("promoted/**/*"))
@@ -377,7 +379,8 @@ def test_promote_refuses_a_bad_alias_or_model_name_before_writing_anything(promo
 
 @pytest.mark.timeout(300)
 def test_ensemble_promotion_averages_the_top_trials_and_predicts_like_them(promoted, tmp_path):
-    from search.promote import PromotionError, promote
+    from search.promote import promote
+    from search.promotion import PromotionError
     from trainable import checkpoint as ckpt_io
     from trainable import data as data_mod
     from trainable.gym import Predictor

@@ -45,7 +45,7 @@ def old_store(tmp_path, monkeypatch) -> str:
 def test_a_model_registered_before_the_move_loads_as_pyfunc_and_predicts_as_then(old_store):
     import mlflow
 
-    from trainable.store import mlflow_uris
+    from search.tracking.runs import mlflow_uris
 
     expected = np.load(FIXTURE / "expected.npz")
     with mlflow_uris(old_store):
@@ -56,7 +56,7 @@ def test_a_model_registered_before_the_move_loads_as_pyfunc_and_predicts_as_then
 
 
 def test_pred_resolves_the_old_champion_to_a_checkpoint_that_loads_safely(old_store):
-    from search.promote import resolve_registered
+    from search.tracking.registry import resolve_registered
     from trainable import checkpoint as ckpt_io
     from trainable.ensemble import load_predictor
 

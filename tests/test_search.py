@@ -447,7 +447,7 @@ def test_items2_3_14_promote_sees_exactly_the_trials_images_and_warns_about_a_st
     run_cli("search", "--data", str(data), "--space", str(space), "--trials", "1", "--epochs", "1", "--limit", "100",
             "--skip-bad-images", "--no-track", "--name", "s_lim", "--address", ray_address)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    with caplog.at_level(logging.WARNING, logger="search.promote"):
+    with caplog.at_level(logging.WARNING, logger="search"):
         try:
             p = promote("s_lim", allow_below_baseline=True)
         finally:

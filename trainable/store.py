@@ -12,7 +12,6 @@ is absolute: Ray trial processes chdir into their trial folder.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import uuid
@@ -47,31 +46,6 @@ def tracking_uri(explicit: str | None = None) -> str:
     return f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
 
 
-@contextlib.contextmanager
-def mlflow_uris(uri: str):
-    """Point MLflow's global tracking and registry URIs at `uri` for a block, then restore them.
-
-    Only for MLflow calls that build their own clients from the globals (`models:/` URIs,
-    the fluent run API). MLflow mirrors the globals into os.environ, which child processes
-    would inherit, so the environment is restored too.
-    """
-    import mlflow
-
-    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(saved_env["MLFLOW_TRACKING_URI"])
-        mlflow.set_registry_uri(saved_env["MLFLOW_REGISTRY_URI"])
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
     """write(tmp) into a temporary file next to path, then rename it over path (creating its folder)."""
     path = Path(path)
@@ -94,23 +68,3 @@ def write_text(path: Path, text: str) -> Path:
 def write_json(path: Path, value: Any) -> Path:
     """Indented, sorted JSON; values JSON lacks (paths, dates) are written as strings."""
     return write_text(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def open_experiment(name: str, uri: str | None = None):
-    """Point MLflow at the store and return the experiment id, creating it with an absolute artifact location.
-
-    Imports MLflow: call it only when tracking is on.
-    """
-    import mlflow
-
-    uri = tracking_uri(uri)
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    client = mlflow.MlflowClient(uri)
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = None
-    if uri.startswith("sqlite:///"):
-        location = (Path(uri[len("sqlite:///"):]).parent / "artifacts" / name).as_uri()
-    return client.create_experiment(name, artifact_location=location)

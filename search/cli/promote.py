@@ -13,11 +13,12 @@ from pathlib import Path
 import click
 
 from trainable import store
+from trainable.config import DEVICES, PRIMARY_METRIC
 
 
 @click.command()
 @click.option("--search", "search_name", required=True, help="name of the search to promote")
-@click.option("--metric", default=None, help="metric to rank trials by [default: val/micro_f1]")
+@click.option("--metric", default=None, help=f"metric to rank trials by [default: {PRIMARY_METRIC}]")
 @click.option("--alias", default="champion", show_default=True, help="registry alias to point at the new version")
 @click.option("--model-name", default="labeltune", show_default=True, help="registered model name")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: the search's]")
@@ -72,7 +73,7 @@ def promote(search_name, metric, alias, model_name, tracking_uri, storage, card,
 @click.option("--images", "images_dir", required=True, type=click.Path(file_okay=False), help="folder of im<N>.jpg to label")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="TSV to write")
 @click.option("--scores", is_flag=True, help="write probabilities instead of 0/1")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--skip-bad-images", is_flag=True, help="skip unreadable images instead of stopping")
 def pred(checkpoint_path, registered, tracking_uri, images_dir, out, scores, device, skip_bad_images):
     """Label a folder of images with a checkpoint or a registered model; writes a TSV."""
@@ -93,7 +94,7 @@ def pred(checkpoint_path, registered, tracking_uri, images_dir, out, scores, dev
                                     f"--skip-bad-images to leave it out")
     paths = [path for path in paths if not data_mod.breaks_tsv(path)]
     if registered:
-        from search.promote import resolve_registered
+        from search.tracking.registry import resolve_registered
 
         checkpoint_path = resolve_registered(registered, tracking_uri)
     predictor = load_predictor(ckpt_io.load(checkpoint_path), device)  # a single checkpoint or an ensemble

@@ -19,8 +19,4 @@ def __getattr__(name: str):
         from search.tracking.callback import MLflowTracker
 
         return MLflowTracker
-    if name in ("find_search_runs", "is_number"):  # TEMPORARY while promote.py is restructured
-        from search.tracking import runs
-
-        return getattr(runs, name)
     raise AttributeError(f"module 'search.tracking' has no attribute {name!r}")

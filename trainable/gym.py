@@ -9,7 +9,9 @@ Fast by design (see PERF.md): the whole uint8 array goes to the device once (on
 CUDA all of it: 20k images are under 1 GB), images are downsampled, normalised and
 augmented on the device per batch, bf16 autocast + channels_last on CUDA, fp32 on
 CPU. No DataLoader workers and no JPEG decoding per epoch. A per-process cache keeps
-the device copy of the data alive between trials that reuse the same worker.
+the device copy of the data alive between trials that reuse the same worker. Each
+reported row also says where the epoch's time went (trainable/timing.py: `time/` keys,
+the first row with the Gym's start-up).
 
     gym = Gym(cfg, images, targets, labels, data_fingerprint=fp)
     gym.fit(lambda metrics, ckpt_dir: print(metrics["val/micro_f1"]))
@@ -32,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from trainable import checkpoint as ckpt_io
+from trainable import timing
 from trainable.checkpoint import CHECKPOINT_FILE  # noqa: F401  (re-exported: search/ imports it from here)
 from trainable.config import COLOR_MODES, ConfigError, TrainConfig
 from trainable.data import split as split_indices
@@ -126,6 +129,10 @@ class Gym:
             torch.set_num_threads(cfg.threads or len(os.sched_getaffinity(0)))
         else:
             torch.backends.cudnn.benchmark = True
+        watch = timing.Stopwatch()
+        if self.cuda:
+            init_cuda(self.device)
+            watch.lap(timing.CUDA_INIT)
 
         n = len(targets) if not cfg.limit else min(cfg.limit, len(targets))
         self.targets = torch.as_tensor(np.asarray(targets[:n]), dtype=torch.float32, device=self.device)
@@ -137,7 +144,7 @@ class Gym:
         self.split_index = {name: torch.as_tensor(idx, device=self.device) for name, idx in self.splits.items()}
         if self.cuda:
             torch.cuda.synchronize(self.device)  # the uploads run asynchronously: ready means on the device
-        self.data_ready = time.perf_counter()  # trial.py reports the data set-up time from it
+        self.data_ready = watch.lap(timing.DATA_TO_DEVICE)  # trial.py reports the data set-up time from it
         self.mean, self.std = normalisation(cfg.model, cfg.color, self.device)
 
         torch.manual_seed(cfg.seed)
@@ -156,12 +163,20 @@ class Gym:
         )
         self.epoch = 0
         if checkpoint is not None:
-            ckpt_io.require_single(checkpoint, "training or evaluating in the Gym")
-            ckpt_io.check_labels(checkpoint, self.labels, "the data")
-            ckpt_io.load_model_state(self.model, checkpoint)
-            if checkpoint.get("optimizer_state"):
-                self.optimizer.load_state_dict(checkpoint["optimizer_state"])
-            self.epoch = int(checkpoint["epoch"])
+            self._restore(checkpoint)
+        watch.lap(timing.MODEL_BUILD)  # no sync: copies from pageable host memory return when done
+        self.startup = {timing.CUDA_INIT: 0.0, **watch.laps}  # 0 on the CPU: no context to create
+        """timing.STARTUP key -> seconds of this Gym's start, reported in the first row `fit` reports; a caller adds
+        what it measured before the Gym (trial.py: timing.IMPORT)"""
+
+    def _restore(self, checkpoint: dict) -> None:
+        """Continue from a checkpoint of this data's labels: weights, optimizer state, epoch count."""
+        ckpt_io.require_single(checkpoint, "training or evaluating in the Gym")
+        ckpt_io.check_labels(checkpoint, self.labels, "the data")
+        ckpt_io.load_model_state(self.model, checkpoint)
+        if checkpoint.get("optimizer_state"):
+            self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        self.epoch = int(checkpoint["epoch"])
 
     # ---- batches -------------------------------------------------------------
 
@@ -243,23 +258,56 @@ class Gym:
         return self.evaluate_split(split, threshold).compute()
 
     def fit(self, report: Report | None = None, on_batch: Callable[[int, torch.Tensor], None] | None = None) -> list[dict]:
-        """Train until cfg.epochs, validating and reporting once per epoch; returns the history."""
+        """Train until cfg.epochs, validating and reporting once per epoch; returns the rows it reported.
+
+        A row is the epoch's metrics (what its checkpoint holds) and where its time went (timing.EPOCH_PHASES,
+        timing.EPOCH; the first row also self.startup and timing.FIRST_BATCHES). `report(row, folder)` gets the
+        folder of the epoch's checkpoint, which the next epoch overwrites: it copies what it keeps before it returns.
+        """
+        self._check_splits()
+        history, startup, report_s = [], dict(self.startup), 0.0
+        with tempfile.TemporaryDirectory(prefix="labeltune-ckpt-") as tmp:
+            since = time.perf_counter()  # the previous report's call: each row's time/epoch_s starts there
+            for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
+                metrics, phases = self._run_epoch(epoch, Path(tmp) / CHECKPOINT_FILE, on_batch, first=not history)
+                now = time.perf_counter()
+                row = {**metrics, **phases, timing.REPORT: report_s, timing.EPOCH: now - since, **startup}
+                history.append(row)
+                startup, since = {}, now
+                if report is not None:
+                    report(row, Path(tmp))
+                report_s = time.perf_counter() - now  # a row cannot hold its own report: the next one does
+                log.info("epoch %d: train/loss %.4f val/micro_f1 %.4f", epoch, metrics["train/loss"], metrics["val/micro_f1"])
+        return history
+
+    def _check_splits(self) -> None:
         for split in ("train", "val"):
             if self.epoch < self.cfg.epochs and len(self.splits[split]) == 0:
                 sizes = ", ".join(f"{name} {len(self.splits[name])}" for name in ("train", "val", "test"))
                 raise ConfigError(f"the {split} split is empty ({len(self.splits['all'])} images split into {sizes} "
                                  f"by split_fractions {list(self.cfg.split_fractions)}): nothing to train or validate on")
-        history = []
-        for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
-            metrics = {"epoch": epoch, **self.train_one_epoch(epoch, on_batch), **self.evaluate("val")}
-            self.epoch = epoch
-            history.append(metrics)
-            with tempfile.TemporaryDirectory(prefix="labeltune-ckpt-") as tmp:
-                self.save(Path(tmp) / CHECKPOINT_FILE, metrics)
-                if report is not None:
-                    report(metrics, Path(tmp))  # report copies what it keeps before we delete it
-            log.info("epoch %d: train/loss %.4f val/micro_f1 %.4f", epoch, metrics["train/loss"], metrics["val/micro_f1"])
-        return history
+
+    def _run_epoch(self, epoch: int, ckpt_path: Path, on_batch: Callable[[int, torch.Tensor], None] | None,
+                   first: bool) -> tuple[dict, dict]:
+        """Train, validate, score and checkpoint one epoch: (its metrics, timing key -> seconds).
+
+        Each phase ends where the Gym waits for the device anyway (the loss read, the outputs' copy to the
+        host, the state dicts' copy), so the timing adds no device sync; `first` times the first batches apart.
+        """
+        watch = timing.Stopwatch()
+        first_batches = FirstBatches(self.device, on_batch) if first else None
+        train = self.train_one_epoch(epoch, first_batches or on_batch)
+        train_end = watch.lap(timing.TRAIN)
+        collector = self.evaluate_split("val")
+        watch.lap(timing.VAL_FORWARD)
+        metrics = {"epoch": epoch, **train, **collector.compute()}
+        watch.lap(timing.METRICS)
+        self.epoch = epoch
+        self.save(ckpt_path, metrics)
+        watch.lap(timing.CHECKPOINT)
+        if first_batches is not None:
+            watch.laps[timing.FIRST_BATCHES] = first_batches.seconds(until=train_end)
+        return metrics, watch.laps
 
     def predict(self, images: np.ndarray, threshold: float | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """uint8 N x C x 128 x 128 images -> (probabilities, 0/1 predictions)."""
@@ -280,6 +328,36 @@ class Gym:
             metrics=metrics,
             data_fingerprint=self.data_fingerprint,
         )
+
+
+class FirstBatches:
+    """The on_batch hook of a Gym's first epoch: times its first timing.FIRST_BATCH_COUNT batches, passes every
+    batch on to `inner`. On CUDA it synchronises once, after the last of them (the cuDNN autotuning is in there)."""
+
+    def __init__(self, device: torch.device, inner: Callable[[int, torch.Tensor], None] | None = None) -> None:
+        self.device, self.inner = device, inner
+        self.count, self.ended = 0, None
+        self.start = time.perf_counter()
+
+    def __call__(self, n_images: int, loss: torch.Tensor) -> None:
+        self.count += 1
+        if self.count == timing.FIRST_BATCH_COUNT:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.ended = time.perf_counter()
+        if self.inner is not None:
+            self.inner(n_images, loss)
+
+    def seconds(self, until: float) -> float:
+        """The seconds of the first batches; `until` (the end of the epoch's loop) when the epoch had fewer."""
+        return (self.ended if self.ended is not None else until) - self.start
+
+
+def init_cuda(device: torch.device) -> None:
+    """Create the CUDA context now, timed apart (torch creates it lazily, at the first allocation on the device)."""
+    torch.cuda.init()
+    torch.empty(1, device=device)
+    torch.cuda.synchronize(device)
 
 
 def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:

@@ -9,16 +9,24 @@ metrics dict and a checkpoint; a restarted trial continues from `tune.get_checkp
 Beside the Gym's metrics each row says where and how the trial ran: `node_id`, its wall-clock
 `started_at` and `reported_at`, `data_setup_s` (trial start until the data is on the device)
 and `data_cached` (the worker process had the device copy from an earlier trial); Tune adds
-the worker's `pid`. This is the only module of `trainable` that imports Ray. How a search
+the worker's `pid`. Where a trained epoch's time went is in its `time/` keys (trainable/timing.py:
+the Gym's phases, `time/report_s` the previous epoch's tune.report; the first row after a start
+also the start-up, with `time/startup/import_s` measured here); epochs replayed from a checkpoint
+have none. This is the only module of `trainable` that imports Ray. How a search
 names its parameters (`lr_<optimizer>`) is the search's business: it passes `to_config`.
 """
 
 from __future__ import annotations
 
+import time
+
+# Before the other imports: they are what the clock measures (a Ray worker imports this module, and torch with
+# it, when it unpickles the trainable).
+_IMPORT_START = time.perf_counter()
+
 import logging
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -27,12 +35,16 @@ from ray import tune
 from ray.tune import Checkpoint
 
 from trainable import checkpoint as ckpt_io
+from trainable import timing
 from trainable.config import TrainConfig
 from trainable.gym import CHECKPOINT_FILE, Gym
 from trainable.hold import Hold
 from trainable.trial_data import TrialData
 
 log = logging.getLogger(__name__)
+
+_import_s = time.perf_counter() - _IMPORT_START
+"""seconds this process spent importing the trainable (torch, scikit-learn); the first trial of the process reports it"""
 
 DECIDED = "replayed_decided"
 """result key: a replayed epoch whose scheduler decision the lost driver already made (the trial went on past
@@ -43,6 +55,13 @@ def assigned_cpus() -> int:
     """CPUs Ray reserved for this trial, so two trials on two cores do not oversubscribe."""
     resources = ray.get_runtime_context().get_assigned_resources()
     return max(1, int(resources.get("CPU", 1)))
+
+
+def take_import_seconds() -> float:
+    """The process's import of the trainable in seconds, once: 0.0 for the later trials of a reused worker."""
+    global _import_s
+    seconds, _import_s = _import_s, 0.0
+    return seconds
 
 
 def storage_trial_dir() -> str:
@@ -91,6 +110,7 @@ def run_trial(config: dict, data: TrialData, to_config: Callable[[dict], TrainCo
         log.info("trial resumes after epoch %d", start["epoch"])
     gym = Gym(cfg, data.images, data.targets, data.labels, data_fingerprint=data.fingerprint, checkpoint=start)
     context.update(data_setup_s=gym.data_ready - started, data_cached=gym.data_cached)
+    gym.startup[timing.IMPORT] = take_import_seconds()
     gym.fit(report)
 
 

@@ -22,8 +22,12 @@ continues the same parent and child runs instead of leaving duplicates behind:
 What a child holds, so that the runs table and a trial's charts stay readable: EPOCH_METRICS
 at step = epoch; at the trial's end `best/<PRIMARY_METRIC>`, `best_epoch` and
 `best/val/f1/<label>` (step 0), LABEL_TABLE (per-label figures and confusion counts of the best
-epoch), curves.png and confusion.png (best epoch). The per-label figures of the best epoch so
-far are kept in the tracker (`get_state`, which Tune saves with its experiment state), so they
+epoch), curves.png and confusion.png (best epoch); TIME_TABLE (where each trained epoch's time went,
+trainable/timing.py) with two summary metrics, TIME_TRAIN_SHARE and TIME_EPOCH_MEDIAN (step 0; the
+`time/` keys of the results are never logged per epoch). The tracker adds what only the driver
+sees: each start's placement (first seen PENDING until Tune starts it) and the trial's finish (its
+last report call until the trial ends). The per-label figures of the best epoch so far and the
+timing rows are kept in the tracker (`get_state`, which Tune saves with its experiment state), so they
 survive a resumed driver. When the search ends, the best trial's run is tagged
 labeltune.best=true and its name starts with BEST_MARK. The data (`dataset=`) is a dataset
 input of the parent and of every child: the runs table's Dataset column.
@@ -48,14 +52,16 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunS
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH
 from ray.tune import Callback
+from ray.tune.experiment import Trial
 
 from search.space import merge_lr
 import search.tracking.names as names
 from search.tracking.names import (BEST_EPOCH, BEST_MARK, BEST_PREFIX, BEST_TAG, EPOCH_METRICS, EXPERIMENT, LABEL_TABLE,
-                                   PARENT_RUN_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, SEARCH_TAG, STOP_TAG, TRIAL_TAG)
+                                   PARENT_RUN_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, SEARCH_TAG, STOP_TAG,
+                                   TIME_EPOCH_MEDIAN, TIME_TABLE, TIME_TRAIN_SHARE, TRIAL_TAG)
 from search.tracking.runs import (best_row, child_filter, epoch_history, is_number, open_experiment, parent_filter,
                                   search_runs)
-from trainable import plots
+from trainable import plots, timing
 from trainable.errors import first_line
 from trainable.metrics import PER_LABEL_METRICS, PRIMARY_METRIC, PRIMARY_MODE
 
@@ -120,6 +126,12 @@ class MLflowTracker(Callback):
         self._best: dict[str, dict] = {}
         """trial id -> {"epoch", "value", "figures"}: its best epoch so far by PRIMARY_METRIC and that
         epoch's per-label figures (LABEL_TABLE is written from them when the trial ends)"""
+        self._timing: dict[str, dict[int, dict]] = {}
+        """trial id -> epoch -> its timing row (timing.COLUMNS of the result; TIME_TABLE is written from them)"""
+        self._pending_since: dict[str, float] = {}
+        """trial id -> time.monotonic() when this driver first saw it PENDING"""
+        self._placement: dict[str, float] = {}
+        """trial id -> seconds from PENDING to started, until the start's first timed result takes it"""
         self._warned: set[str] = set()
         self._client: mlflow.MlflowClient | None = None
 
@@ -128,17 +140,24 @@ class MLflowTracker(Callback):
         state = self.__dict__.copy()
         state["_client"] = None
         state["_last_step"] = None  # a resumed driver asks MLflow: the old one may have logged after this snapshot
+        state["_pending_since"], state["_placement"] = {}, {}  # this driver's clock; a resumed one sees PENDING again
         return state
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update({"dataset": None, "_best": {}, "outcomes": None, **state})  # pickled before these existed
+        defaults = {"dataset": None, "_best": {}, "outcomes": None, "_timing": {}, "_pending_since": {}, "_placement": {}}
+        self.__dict__.update({**defaults, **state})  # pickled before these existed
 
     # `search --resume` gives Tune a fresh tracker; Tune hands it what get_state returned at its last snapshot.
     def get_state(self) -> dict:
-        return {"best": dict(self._best)}
+        state = {"best": dict(self._best)}
+        if self._timing:  # only while a trial has rows: a state without them reads as before
+            state["timing"] = {trial_id: dict(rows) for trial_id, rows in self._timing.items()}
+        return state
 
     def set_state(self, state: dict) -> None:
         self._best.update(state.get("best", {}))
+        for trial_id, rows in state.get("timing", {}).items():
+            self._timing.setdefault(trial_id, {}).update(rows)
 
     @property
     def client(self) -> mlflow.MlflowClient:
@@ -155,8 +174,19 @@ class MLflowTracker(Callback):
         self._open_parent(total_num_samples)
 
     @_guarded
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        """Note when this driver first sees each trial PENDING: its placement is timed from there."""
+        now = time.monotonic()
+        for trial in trials:
+            if getattr(trial, "status", None) == Trial.PENDING:
+                self._pending_since.setdefault(str(trial.trial_id), now)
+
+    @_guarded
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Create the trial's child run with its config as params, or set a resumed trial's run RUNNING again."""
+        since = self._pending_since.pop(str(trial.trial_id), None)
+        if since is not None:  # resources, worker process (imports), actor set-up, or a reused actor's reset
+            self._placement[str(trial.trial_id)] = time.monotonic() - since
         run_id, created = self._child_run(trial, create=True)
         if not created:
             self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
@@ -168,6 +198,7 @@ class MLflowTracker(Callback):
         step = int(result.get("training_iteration") or 0)
         # Before the skip below: an epoch retrained after a driver loss may be the best one the snapshot missed.
         self._keep_best(str(trial.trial_id), step, result)
+        self._keep_timing(str(trial.trial_id), step, result)
         last = getattr(self, "_last_step", None)
         if last is None:
             last = self._last_step = {}
@@ -191,25 +222,31 @@ class MLflowTracker(Callback):
 
     @_guarded
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """Log the best epoch (metrics, LABEL_TABLE, figures), tag an ASHA-stopped trial, end the child run FINISHED."""
+        """Log the best epoch (metrics, LABEL_TABLE, figures) and the timing (TIME_TABLE, its summary), tag an
+        ASHA-stopped trial, end the child run FINISHED."""
+        ended = time.time()  # before the store and the plots: the trial's finish is timed to here
         run_id, _ = self._child_run(trial, create=False)
         if run_id is None:  # a trial that never started (stopped while pending): nothing to close
             return
         last = trial.last_result or {}
         try:
             self._log_best_epoch(run_id, str(trial.trial_id), last)
+            self._log_timing(run_id, str(trial.trial_id), last, ended)
         finally:
-            self._best.pop(str(trial.trial_id), None)  # written; the tracker's state stays small
+            for kept in (self._best, self._timing, self._placement):
+                kept.pop(str(trial.trial_id), None)  # written; the tracker's state stays small
             if self.max_epochs is not None and last.get("training_iteration") is not None:
                 self.client.set_tag(run_id, names.STOPPED_EARLY_TAG, str(self._stopped_early(trial)).lower())
             self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     @_guarded
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """Tag the error (its exception line), keep the whole text as error.txt, log the best epoch so far, end FAILED.
+        """Tag the error (its exception line), keep the whole text as error.txt, log the best epoch and the timing
+        so far, end FAILED.
 
-        The best epoch stays kept: `search --resume` resumes errored trials.
+        The best epoch and the timing rows stay kept: `search --resume` resumes errored trials.
         """
+        ended = time.time()
         run_id, _ = self._child_run(trial, create=True)
         text = _trial_error_text(trial)
         try:
@@ -219,8 +256,10 @@ class MLflowTracker(Callback):
                     path = Path(tmp) / "error.txt"
                     path.write_text(text)
                     self.client.log_artifact(run_id, str(path))
+            last = getattr(trial, "last_result", None) or {}
             if str(trial.trial_id) in self._best:
-                self._log_best_epoch(run_id, str(trial.trial_id), getattr(trial, "last_result", None) or {})
+                self._log_best_epoch(run_id, str(trial.trial_id), last)
+            self._log_timing(run_id, str(trial.trial_id), last, ended)
         finally:
             self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
 
@@ -385,6 +424,36 @@ class MLflowTracker(Callback):
                 self.client.log_artifact(run_id, str(_write_label_table(figures, labels, kept["epoch"],
                                                                         Path(tmp) / LABEL_TABLE)))
 
+    def _keep_timing(self, trial_id: str, step: int, result: dict) -> None:
+        """Keep a trained epoch's timing row (replayed epochs have none); the start's first takes its placement."""
+        if not is_number(result.get(timing.TRAIN)):
+            return
+        row = {key: result[key] for key in timing.COLUMNS if is_number(result.get(key))}
+        row.setdefault("epoch", step)
+        placement = self._placement.pop(trial_id, None)
+        if placement is not None:
+            row[timing.PLACEMENT] = placement
+        self._timing.setdefault(trial_id, {})[int(row["epoch"])] = row  # a retrained epoch: its latest run
+
+    def _log_timing(self, run_id: str, trial_id: str, last: dict, ended: float) -> None:
+        """TIME_TABLE (one row per trained epoch), TIME_TRAIN_SHARE and TIME_EPOCH_MEDIAN, from the kept rows.
+
+        The last row gets timing.FINISH (its report call until `ended`, when the driver saw the trial end) when it
+        is the trial's last result (not an epoch replayed after it).
+        """
+        rows = [dict(row) for _, row in sorted(self._timing.get(trial_id, {}).items())]
+        if not rows:
+            return
+        reported = last.get("reported_at")
+        if is_number(reported) and reported == rows[-1].get("reported_at"):
+            rows[-1][timing.FINISH] = max(0.0, ended - float(reported))  # the driver's clock, the worker's stamp
+        summary = timing.summarise(rows)
+        now = int(time.time() * 1000)
+        figures = {TIME_TRAIN_SHARE: summary.train_share, TIME_EPOCH_MEDIAN: summary.epoch_s}
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in figures.items() if v is not None])
+        with tempfile.TemporaryDirectory() as tmp:
+            self.client.log_artifact(run_id, str(_write_time_table(rows, Path(tmp) / TIME_TABLE)))
+
     def _mark_best(self, children: list, best_run: Any) -> None:
         """Tag the best trial's run labeltune.best=true and start its name with BEST_MARK; unmark an earlier best."""
         for run in children:
@@ -433,6 +502,15 @@ def _write_label_table(figures: dict, labels: list[str], epoch: Any, path: Path)
         writer.writerow(["label", "epoch", *PER_LABEL_METRICS])
         for label in labels:
             writer.writerow([label, epoch, *(figures.get(f"val/{m}/{label}", "") for m in PER_LABEL_METRICS)])
+    return path
+
+
+def _write_time_table(rows: list[dict], path: Path) -> Path:
+    table = timing.table(rows)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
     return path
 
 

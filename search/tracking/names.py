@@ -67,6 +67,12 @@ CURVE_METRICS = ("train/loss", "val/loss", "val/micro_f1", "val/macro_f1")
 """what curves.png draws, read back from the store so that it spans a resumed trial's epochs"""
 LABEL_TABLE = "best_epoch_labels.csv"
 """child artifact: one row per label (label, epoch, then PER_LABEL_METRICS) for the trial's best epoch"""
+TIME_TABLE = "time_phases.csv"
+"""child artifact: one row per trained epoch, the `time/` keys of trainable/timing.py (timing.COLUMNS), when the trial ends"""
+TIME_TRAIN_SHARE = "time/train_share"
+"""a child's training seconds / its wall seconds (trainable.timing.summarise), step 0, when the trial ends"""
+TIME_EPOCH_MEDIAN = "time/epoch_s"
+"""a child's median epoch wall seconds (trainable.timing.summarise), step 0, when the trial ends; not per epoch"""
 # The no-learning baselines' metrics are `trainable.baselines.PREFIX` + <split>/<metric> (defined there: the
 # trainable computes them without MLflow).
 

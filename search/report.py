@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ from search.catalog import trial_results, tune_trial_ids
 from search.outcome import OUTCOMES, OUTCOMES_ATTR
 from search.record import STUDY_FILE, TUNE_TRIAL_ATTR, WARM_FROM, SearchRecord, load_kept_study
 from search.space import ASL_KNOBS, choices, chosen_lr, lr_optimizer
+from trainable import timing
+from trainable.timing import TimeSummary
 from search.asha import REDUCTION as ASHA_REDUCTION
 from trainable.config import PRIMARY_SIGN
 from trainable.metrics import PRIMARY_METRIC, PRIMARY_MODE
@@ -96,6 +99,8 @@ class TrialSummary:
     """PRIMARY_METRIC at the first ASHA rung (epoch = grace period)"""
     outcome: str = "finished"
     """one of search/outcome.py's OUTCOMES, as the kept study holds it (the module docstring says how)"""
+    time: TimeSummary | None = None
+    """where its wall time went (its rows' `time/` keys); None for a trial that never reported"""
 
 
 @dataclass
@@ -121,6 +126,23 @@ class Spent:
 
 
 @dataclass
+class ModelTime:
+    """Where the wall time of one model's trials went, summed over them (trainable/timing.py's phases)."""
+
+    model: str
+    trials: int
+    wall_s: float
+    phases: dict[str, float]
+    """timing.EPOCH_PHASES key -> seconds summed over the trials"""
+    epoch_s: float | None
+    """the median of the trials' median epoch seconds"""
+
+    @property
+    def train_share(self) -> float | None:
+        return self.phases.get(timing.TRAIN, 0.0) / self.wall_s if self.wall_s > 0 else None
+
+
+@dataclass
 class SearchReport:
     record: SearchRecord
     rung: int
@@ -139,6 +161,8 @@ class SearchReport:
     """whether the outcomes come from a kept study (False: from epochs)"""
     figures: dict[str, Path] = field(default_factory=dict)
     """figure name -> PNG, once write_report drew them"""
+    time_by_model: list[ModelTime] = field(default_factory=list)
+    """per model, where its trials' wall time went (training first); empty for trials run before timing existed"""
 
     @property
     def path(self) -> Path:
@@ -182,7 +206,7 @@ def analyse(path: Path) -> SearchReport:
     return SearchReport(record=record, rung=rung, max_epochs=max_epochs, trials=trials,
                         history=optimisation_history(results), budget=budget(trials),
                         importance=param_importance(kept, path / STUDY_FILE, {t.trial_id: t for t in trials}, rung),
-                        lost=lost, study_kept=kept is not None)
+                        lost=lost, study_kept=kept is not None, time_by_model=time_by_model(trials))
 
 
 def assign_outcomes(trials: list[TrialSummary], kept: list | None, known: set[str] | None, max_epochs: int,
@@ -230,7 +254,23 @@ def summarise_trial(folder: str, rows: list[dict], path: Path, rung: int) -> Tri
         epochs=max((int(r.get("training_iteration", 0)) for r in rows), default=0), epochs_run=len(rows),
         seconds=sum(float(r.get("time_this_iter_s", 0.0)) for r in rows),
         rung_score=float(at_rung[-1]) if at_rung else None,  # the last: a resumed trial may report an epoch twice
+        time=timing.summarise(rows) if timing.timed_rows(rows) else None,
     )
+
+
+def time_by_model(trials: list[TrialSummary]) -> list[ModelTime]:
+    """Per model (most wall time first), its timed trials' wall and phase seconds summed, and their median epoch."""
+    groups: dict[str, list[TimeSummary]] = {}
+    for trial in trials:
+        if trial.time is not None and trial.time.wall_s > 0:
+            groups.setdefault(str(trial.config.get("model", "?")), []).append(trial.time)
+    out = []
+    for model, times in groups.items():
+        epochs = [t.epoch_s for t in times if t.epoch_s is not None]
+        out.append(ModelTime(model=model, trials=len(times), wall_s=sum(t.wall_s for t in times),
+                             phases={key: sum(t.totals.get(key, 0.0) for t in times) for key in timing.EPOCH_PHASES},
+                             epoch_s=statistics.median(epochs) if epochs else None))
+    return sorted(out, key=lambda m: -m.wall_s)
 
 
 def optimisation_history(results: dict[str, list[dict]]) -> list[tuple[int, float, float, str]]:

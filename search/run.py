@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from search import space as spaces
 from search.asha import rungs as asha_rungs
-from search.cluster import cluster_has_gpu, init_ray, trial_slots
+from search.cluster import cluster_has_gpu, init_ray, say_gpu_sharing, trial_slots
 from search.options import SearchError, SearchOptions
 from search.record import STUDY_FILE, SearchRecord, exists, search_dir
 from search.tuner import build_tuner
@@ -229,6 +229,7 @@ def run_search(opts: SearchOptions, say: Callable[[str], None] = log.info) -> Se
         if opts.warm_start else []
     record.ray_session = init_ray(opts.address)
     trial_slots(spaces.choices(space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())  # or refuse
+    say_gpu_sharing(say)
     with driver_lock(path, record):
         if sources:
             from search.study import warm_start
@@ -284,6 +285,7 @@ def resume_search(name: str, address: str | None = None, tracking_uri: str | Non
         record.ray_session = init_ray(opts.address)
         # The cluster may have changed since the start: refuse trials no node can run, as a new search does.
         trial_slots(spaces.choices(record.space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())
+        say_gpu_sharing(say)
         record.status, record.resumed, record.driver_pid = "running", record.resumed + 1, os.getpid()
         record.host = socket.gethostname()
         record.storage = str(path.parent)  # where it was found now (a moved --storage)

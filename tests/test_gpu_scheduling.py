@@ -12,7 +12,9 @@ Two searches on tiny data at 32 px, each shared by the tests that read it:
 - two trials of a mixed space (the seed's two random draws: a cnn3bn and a resnet18): the
   resnet takes the whole GPU, so the two never run together.
 Concurrency is read from each trial's recorded start (`started_at`) and end (its last
-`reported_at`), node by node.
+`reported_at`), node by node. The node's `ray start` has CUDA_MPS_PIPE_DIRECTORY pointing at a
+folder with a stand-in for the MPS daemon's pipe, as cluster.yaml's GPU nodes have the real one,
+so search.cluster.mps_status is checked end to end: a task pinned to the node, reading its files.
 
 Costs on 2 cores (with a benchmark running beside): 1.5-2 minutes in all. The node takes 10-15 s
 to start, the small-CNN search 40-50 s (four worker processes import torch at once), the mixed
@@ -25,6 +27,8 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +37,7 @@ from conftest import BIN, run_cli
 from test_cluster import Node, free_port
 
 from search.catalog import trial_results
-from search.cluster import GPU_SHARE, trial_slots
+from search.cluster import GPU_SHARE, gpu_sharing_line, probe_mps, trial_slots
 from search.options import SearchError
 
 GPUS, CPUS = 1, 8
@@ -48,6 +52,8 @@ class GpuCluster:
     address: str
     env: dict
     home: Path
+    mps_pipe: Path
+    """the node's CUDA_MPS_PIPE_DIRECTORY, holding a stand-in `control` pipe"""
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +61,14 @@ def gpu_cluster(tmp_path_factory):
     """One Ray node declaring 1 GPU and 8 CPUs, its own `ray start` (token auth, own ports and temp dir)."""
     root = tmp_path_factory.mktemp("gpu-cluster")
     token = secrets.token_hex(32)
+    mps_pipe = root / "nvidia-mps"
+    mps_pipe.mkdir()
+    os.mkfifo(mps_pipe / "control")  # no pid file: counted by its pipe, as an older daemon's
     env = {k: v for k, v in os.environ.items()
            if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "LABELTUNE_RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-                "LABELTUNE_HOME": str(root / "home"), "LABELTUNE_CACHE": str(root / "cache"), "RAY_DEDUP_LOGS": "0"})
+                "LABELTUNE_HOME": str(root / "home"), "LABELTUNE_CACHE": str(root / "cache"), "RAY_DEDUP_LOGS": "0",
+                "CUDA_MPS_PIPE_DIRECTORY": str(mps_pipe)})
     port = free_port()
     temp_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"lt-{token[:6]}-gpu"  # short: Ray's socket paths live here
     node = Node("head", [
@@ -69,7 +79,7 @@ def gpu_cluster(tmp_path_factory):
     ], root, env)
     try:
         node.wait_ready()
-        yield GpuCluster(f"127.0.0.1:{port}", env, root / "home")
+        yield GpuCluster(f"127.0.0.1:{port}", env, root / "home", mps_pipe)
     finally:
         node.stop()
         shutil.rmtree(temp_dir, ignore_errors=True)
@@ -107,7 +117,8 @@ def running_together(spans: list[dict]) -> list[list[dict]]:
 def packed_search(gpu_cluster, synth_dir) -> list[dict]:
     """Six cnn3bn trials of 3 epochs, --concurrency 6: only Ray's placement keeps them from running at once."""
     args = search_args(gpu_cluster, synth_dir, {"model": ["cnn3bn"]}, "packed", trials=6, epochs=3)
-    run_cli(*args, "--concurrency", "6", env=gpu_cluster.env, timeout=240)
+    proc = run_cli(*args, "--concurrency", "6", env=gpu_cluster.env, timeout=240)
+    assert "GPU sharing: MPS active on 1 of 1 GPU node\n" in proc.stdout, proc.stdout
     return trial_spans(gpu_cluster.home / "runs" / "packed")
 
 
@@ -189,3 +200,74 @@ def test_slots_are_counted_node_by_node_and_a_share_no_node_can_give_is_refused(
     with pytest.raises(SearchError, match=r"^--gpus-per-trial 0.5: no node has 0.5 GPU, 1 CPU \(cluster: node "
                                           r"10.0.0.2/bbbbbb \(8 CPU\)\)$"):
         trial_slots(["cnn3bn"], 0.5, None, False, cpu_only)
+
+
+def test_a_gpu_request_ray_could_never_place_is_refused_with_the_nodes_named():
+    one_gpu = {"10.0.0.1/aaaaaa": {"CPU": 8.0, "GPU": 1.0}, "10.0.0.2/bbbbbb": {"CPU": 8.0, "GPU": 1.0}}
+    with pytest.raises(SearchError) as refused:
+        trial_slots(["cnn3bn"], 2, None, True, one_gpu)
+    assert str(refused.value) == ("--gpus-per-trial 2: no node has 2 GPU, 1 CPU (cluster: node 10.0.0.1/aaaaaa "
+                                  "(1 GPU, 8 CPU), node 10.0.0.2/bbbbbb (1 GPU, 8 CPU))")
+    # Ray allocates a share below 1 on one GPU, or whole GPUs: 1.5 would wait forever even on 2 GPUs.
+    two_gpus = {"10.0.0.3/cccccc": {"CPU": 16.0, "GPU": 2.0}}
+    with pytest.raises(SearchError, match=r"^--gpus-per-trial 1.5: Ray gives a trial a share of one GPU \(up to 1\) "
+                                          r"or whole GPUs, never 1.5 \(give 1 or 2\)$"):
+        trial_slots(["cnn3bn"], 1.5, None, True, two_gpus)
+    assert trial_slots(["cnn3bn"], 2, None, True, two_gpus) == 1
+    # A share never spans two GPUs: 0.4 of 2 GPUs is 2 trials per GPU, not 5 (2 / 0.4).
+    assert trial_slots(["cnn3bn"], 0.4, None, True, two_gpus) == 4
+
+
+def test_the_mps_probe_reads_the_daemons_pipe_and_pid_file(tmp_path):
+    assert probe_mps(str(tmp_path)) == {"active": False, "pipe_dir": str(tmp_path), "why": f"no {tmp_path / 'control'}"}
+    os.mkfifo(tmp_path / "control")
+    assert probe_mps(str(tmp_path))["active"] is True  # a daemon that writes no pid file
+    (tmp_path / "nvidia-cuda-mps-control.pid").write_text(f"{os.getpid()}\n")
+    assert probe_mps(str(tmp_path)) == {"active": True, "pipe_dir": str(tmp_path), "why": f"daemon pid {os.getpid()}"}
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (tmp_path / "nvidia-cuda-mps-control.pid").write_text(f"{gone.pid}\n")
+    left = probe_mps(str(tmp_path))
+    assert left["active"] is False and f"pid {gone.pid}, which is gone" in left["why"], left
+
+
+def test_the_gpu_sharing_line_says_where_mps_is_missing_and_what_that_means():
+    assert gpu_sharing_line({}) is None  # no GPU node, no line
+    on = {"active": True, "why": "daemon pid 7"}
+    assert gpu_sharing_line({"a": on, "b": on}) == "GPU sharing: MPS active on 2 of 2 GPU nodes"
+    off = {"active": False, "why": "no /tmp/nvidia-mps/control"}
+    line = gpu_sharing_line({"a": on, "10.0.0.2/bbbbbb": off, "c": {"active": None, "why": "no answer in 20 s"}})
+    assert line == ("GPU sharing: no MPS on node 10.0.0.2/bbbbbb (no /tmp/nvidia-mps/control); MPS unknown on c "
+                    "(no answer in 20 s): trials sharing a GPU there take turns on it (time-slicing, no kernel "
+                    "overlap), so packing adds little throughput; see docs/cluster.md")
+    assert "\n" not in line
+
+
+MPS_DRIVER = """
+import json, os, sys
+import ray
+from search.cluster import mps_status
+ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False)
+before = mps_status()
+os.remove(os.path.join(sys.argv[2], "control"))
+print(json.dumps([before, mps_status()]))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_mps_status_asks_each_gpu_node_in_a_task_that_sees_the_environment_of_its_ray_start(gpu_cluster):
+    # The driver's own environment has no CUDA_MPS_PIPE_DIRECTORY: the answer comes from the node's workers.
+    env = {k: v for k, v in gpu_cluster.env.items() if k != "CUDA_MPS_PIPE_DIRECTORY"}
+    try:
+        proc = subprocess.run([sys.executable, "-c", MPS_DRIVER, gpu_cluster.address, str(gpu_cluster.mps_pipe)],
+                              capture_output=True, text=True, env=env, timeout=90)
+    finally:
+        if not (gpu_cluster.mps_pipe / "control").exists():
+            os.mkfifo(gpu_cluster.mps_pipe / "control")  # the stand-in stays for whatever runs after
+    assert proc.returncode == 0, proc.stderr
+    before, after = json.loads(proc.stdout.strip().splitlines()[-1])
+    (node,) = before
+    assert before[node] == {"active": True, "pipe_dir": str(gpu_cluster.mps_pipe),
+                            "why": f"{gpu_cluster.mps_pipe / 'control'} exists (no pid file)"}
+    assert after[node]["active"] is False, after
+    assert gpu_sharing_line(after).startswith(f"GPU sharing: no MPS on node {node} (no ")

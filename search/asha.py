@@ -27,7 +27,10 @@ class ReplayAwareASHA(ASHAScheduler):
 
 
 def rungs(max_epochs: int, grace_period: int, reduction: int = REDUCTION) -> list[int]:
-    """The epochs at which ASHA may stop a trial (grace_period x reduction^k below max_epochs); [] = none."""
+    """The epochs at which ASHA may stop a trial (grace_period x reduction^k below max_epochs); [] = none.
+
+    search/tuner.py hands them to the trainable, whose rung epochs always write weights (trainable/checkpoint.py
+    needs_weights); tests/test_checkpoint_policy.py checks them against Ray's own ASHA bracket."""
     found, rung = [], max(1, grace_period)
     while rung < max_epochs:
         found.append(rung)

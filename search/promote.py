@@ -111,22 +111,32 @@ def read_results(search_path: Path, metric: str = PRIMARY_METRIC, mode: str = PR
 
 
 def rank_results(results, metric: str = PRIMARY_METRIC, mode: str = PRIMARY_MODE) -> list[tuple]:
-    """Every trial result that kept a checkpoint with `metric`, best first by its best checkpoint:
-    (trial result, that checkpoint's folder, its metrics). NaN never ranks; a tie goes to the smaller trial id."""
+    """Every trial result that kept a checkpoint with weights and `metric`, best first by that checkpoint:
+    (trial result, its folder, its metrics). NaN never ranks; a tie goes to the smaller trial id."""
     sign = 1.0 if mode == "max" else -1.0
     ranked = []
     for result in results:
-        checkpoint = result.get_best_checkpoint(metric, mode) if result.best_checkpoints else None
-        if checkpoint is None:
-            continue
-        metrics = next(m for c, m in result.best_checkpoints if c.path == checkpoint.path)
-        value = metrics.get(metric)
-        if value is None or value != value:  # NaN never ranks
-            continue
-        ranked.append((sign * float(value), result, Path(checkpoint.path), metrics))
+        best = best_weights(result, metric, sign)
+        if best is not None:
+            ranked.append((best[0], result, *best[1:]))
     # The better score first; on a tie the smaller trial id, as the search's summary and MLflow rank (search.outcome)
     ranked.sort(key=lambda row: (-row[0], _trial_id(row[1])))
     return [row[1:] for row in ranked]
+
+
+def best_weights(result, metric: str, sign: float) -> tuple[float, Path, dict] | None:
+    """(sign x score, folder, metrics) of the result's kept checkpoint that is best by `metric` and holds weights,
+    the earliest of equal scores; None when there is none. Most epochs of a trial keep only their record
+    (trainable/checkpoint.py needs_weights), so the best by a metric other than PRIMARY_METRIC may have none."""
+    best = None
+    kept = sorted(result.best_checkpoints or [], key=lambda pair: pair[1].get("training_iteration", 0))
+    for checkpoint, metrics in kept:
+        value = metrics.get(metric)
+        if not isinstance(value, (int, float)) or value != value:  # NaN never ranks
+            continue
+        if (best is None or sign * value > best[0]) and (Path(checkpoint.path) / CHECKPOINT_FILE).is_file():
+            best = (sign * float(value), Path(checkpoint.path), metrics)
+    return best
 
 
 def _trial_id(result) -> str:

@@ -8,6 +8,12 @@ checkpoint as it does not exist on storage anymore" (ray-project/ray#27790; our
 kill-and-resume test hit it). So Tune keeps every checkpoint while a trial runs, and
 this callback prunes a trial only once it has finished AND a snapshot written after
 that is on storage, so no snapshot can point at what it deletes.
+
+Most of a trial's checkpoints hold only the epoch's record, no weights (trainable/trial.py); the
+best by the metric always has weights when the metric is PRIMARY_METRIC: the first epoch to reach
+the trial's best score wrote them (it beat every epoch before it), and the best kept here is that
+first one, as in Tune's `Result.get_best_checkpoint`, which promotion uses: Tune lists equal scores
+in the order they were reported and `max` keeps the first. A NaN score is never the best.
 """
 
 from __future__ import annotations
@@ -69,11 +75,12 @@ class CheckpointPruner(Callback):
         self.pruned.add(trial.trial_id)
         manager = trial.run_metadata.checkpoint_manager
         results = list(manager.best_checkpoint_results)
-        scored = [r for r in results if isinstance(r.metrics.get(self.metric), (int, float))]
+        scored = [r for r in results if isinstance(r.metrics.get(self.metric), (int, float))
+                  and r.metrics[self.metric] == r.metrics[self.metric]]  # NaN never wins (max would keep one first)
         if not scored:
             return
         sign = 1 if self.mode == "max" else -1
-        best = max(scored, key=lambda r: sign * r.metrics[self.metric])
+        best = max(scored, key=lambda r: sign * r.metrics[self.metric])  # the first of equal scores: the earliest
         latest = manager.latest_checkpoint_result
         keep = {best.checkpoint.path, latest.checkpoint.path if latest else None}
         for result in results:

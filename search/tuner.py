@@ -20,6 +20,7 @@ from typing import Any
 
 from search import space as spaces
 from search.asha import REDUCTION as ASHA_REDUCTION
+from search.asha import rungs as asha_rungs
 from search.cluster import cluster_has_gpu, trial_resources, trial_slots
 from search.options import SearchOptions
 from search.record import SearchRecord
@@ -63,7 +64,11 @@ def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks
 
     use_gpu = cluster_has_gpu()
     resources = functools.partial(trial_resources, gpus=opts.gpus_per_trial, cpus=opts.cpus_per_trial, use_gpu=use_gpu)
-    trainable = tune.with_resources(make_trainable(trial_data, spaces.to_train_config, finished), resources)
+    # ASHA's rung epochs write weights whatever their score (trainable/checkpoint.py needs_weights): the epoch a
+    # stopped trial ends at keeps its model, and a resume trains again at most the epochs between two rungs.
+    rungs = tuple(asha_rungs(opts.epochs, min(opts.grace_period, opts.epochs)))
+    trainable = make_trainable(trial_data, spaces.to_train_config, finished, rungs=rungs)
+    trainable = tune.with_resources(trainable, resources)
     if restore_path is not None:
         tuner = tune.Tuner.restore(str(restore_path), trainable=trainable, resume_unfinished=True, resume_errored=True)
         # Tune restores the callbacks pickled at the start; give this driver fresh ones (its tracking URI).
@@ -80,8 +85,9 @@ def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks
         ),
         run_config=tune.RunConfig(
             name=record.name, storage_path=record.storage, callbacks=callbacks, verbose=0, stop=stop,
-            # Every checkpoint is kept while a trial runs; search.pruning keeps each finished trial's
-            # best and latest (Tune's num_to_keep=2 can delete what a resume needs, see pruning.py).
+            # Every checkpoint is kept while a trial runs (most epochs' hold only their record: trainable/trial.py);
+            # search.pruning keeps each finished trial's best and latest (Tune's num_to_keep=2 can delete what a
+            # resume needs, see pruning.py).
             checkpoint_config=tune.CheckpointConfig(
                 checkpoint_score_attribute=PRIMARY_METRIC, checkpoint_score_order=PRIMARY_MODE),
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),

@@ -49,9 +49,13 @@ class FakeResult:
         return pick(valid, key=lambda row: row[1][metric])[0]
 
 
-def fake_result(trial_id: str | None, scores: list, folder: Path = Path("/nowhere"), config: dict | None = None):
-    """A result whose checkpoints checkpoint_00000<i> reported scores[i] (None: not reported)."""
+def fake_result(trial_id: str | None, scores: list, folder: Path, config: dict | None = None, weights=None):
+    """A result whose checkpoints checkpoint_00000<i> reported scores[i] (None: not reported); those in `weights`
+    (default: all) get a checkpoint file (an empty one unless one is there), the others only their record."""
     path = folder / f"trial_{trial_id or 'noid'}"
+    for i in range(len(scores)) if weights is None else weights:
+        (path / f"checkpoint_{i:06d}").mkdir(parents=True, exist_ok=True)
+        (path / f"checkpoint_{i:06d}" / "checkpoint.pt").touch()
     checkpoints = [(types.SimpleNamespace(path=str(path / f"checkpoint_{i:06d}")),
                     {} if s is None else {PRIMARY_METRIC: s, "epoch": i + 1}) for i, s in enumerate(scores)]
     return FakeResult(str(path), {"trial_id": trial_id} if trial_id else {}, config or {}, checkpoints)
@@ -125,17 +129,18 @@ def checkpoint_probs(path: Path, images: np.ndarray) -> np.ndarray:
 # ---- step 1: rank ------------------------------------------------------------------------------------
 
 
-def test_rank_results_takes_each_trials_best_checkpoint_skips_nan_and_breaks_ties_by_trial_id():
+def test_rank_results_takes_each_trials_best_checkpoint_skips_nan_and_breaks_ties_by_trial_id(tmp_path):
     from search.promote import rank_results
 
     results = [
-        fake_result("c", [0.3, 0.6, 0.4]),          # best at its 2nd checkpoint, not its last
-        fake_result("a", [0.6]),                    # ties with c: the smaller trial id first
-        fake_result("d", [float("nan")]),           # NaN never ranks
-        fake_result("e", [None]),                   # never reported the metric
-        fake_result("f", []),                       # kept no checkpoint
-        fake_result("b", [0.9, 0.1]),
-        fake_result(None, [0.2]),                   # no trial_id: its folder names it
+        fake_result("c", [0.3, 0.6, 0.4], tmp_path),          # best at its 2nd checkpoint, not its last
+        fake_result("a", [0.6], tmp_path),                    # ties with c: the smaller trial id first
+        fake_result("d", [float("nan")], tmp_path),           # NaN never ranks
+        fake_result("e", [None], tmp_path),                   # never reported the metric
+        fake_result("f", [], tmp_path),                       # kept no checkpoint
+        fake_result("b", [0.9, 0.1], tmp_path),
+        fake_result(None, [0.2], tmp_path),                   # no trial_id: its folder names it
+        fake_result("g", [0.95, 0.05], tmp_path, weights=[]),  # only records: nothing to promote
     ]
     ranked = rank_results(results, PRIMARY_METRIC, "max")
     assert [(Path(r.path).name, folder.name, m[PRIMARY_METRIC]) for r, folder, m in ranked] == [
@@ -146,17 +151,17 @@ def test_rank_results_takes_each_trials_best_checkpoint_skips_nan_and_breaks_tie
         ("trial_b", 0.1), ("trial_noid", 0.2), ("trial_c", 0.3), ("trial_a", 0.6)]
 
 
-def test_rank_trials_keeps_the_top_k_and_refuses_a_search_with_fewer(monkeypatch):
+def test_rank_trials_keeps_the_top_k_and_refuses_a_search_with_fewer(tmp_path, monkeypatch):
     import search.promote as promote_mod
     from search.promote import rank_trials
     from search.promotion import PromotionError
 
-    results = [fake_result("x", [0.2]), fake_result("y", [0.5]), fake_result("z", [0.4])]
+    results = [fake_result("x", [0.2], tmp_path), fake_result("y", [0.5], tmp_path), fake_result("z", [0.4], tmp_path)]
     monkeypatch.setattr(promote_mod, "read_results", lambda path, metric, mode: results)
     assert [r.metrics["trial_id"] for r, _, _ in rank_trials(Path("/s"), "s", PRIMARY_METRIC, 2)] == ["y", "z"]
     with pytest.raises(PromotionError, match="--ensemble 4: search s has only 3 trials with a checkpoint"):
         rank_trials(Path("/s"), "s", PRIMARY_METRIC, 4)
-    monkeypatch.setattr(promote_mod, "read_results", lambda path, metric, mode: [fake_result("n", [None])])
+    monkeypatch.setattr(promote_mod, "read_results", lambda path, metric, mode: [fake_result("n", [None], tmp_path)])
     with pytest.raises(PromotionError, match="no trial kept a checkpoint with val/micro_f1"):
         rank_trials(Path("/s"), "s", PRIMARY_METRIC, 1)
 

@@ -1,4 +1,5 @@
-"""Self-describing checkpoint files: one per trial epoch (`checkpoint.pt`), and ensembles.
+"""Self-describing checkpoint files (`checkpoint.pt`) of trial epochs that need weights, the record every trial epoch
+leaves (`epoch.json`), and ensembles.
 
     save(dir / CHECKPOINT_FILE, model_state=model.state_dict(), optimizer_state=opt.state_dict(),
          epoch=3, config=cfg.to_dict(), labels=labels, thresholds=[0.5] * len(labels),
@@ -31,14 +32,35 @@ Two kinds of checkpoint, told apart by `kind(ckpt)`:
 ensemble layout; an ensemble is written as 2 so that a labeltune that reads only 1 refuses
 it with a version message instead of failing on missing keys. `load` reads 1 (single
 only) and 2 (`kind` absent = single, or ensemble) and refuses anything else.
+
+A trial's epochs (trainable/trial.py): every folder a trial reports holds RECORD_FILE, the
+epoch's `EpochRecord` (its number, metrics, and whether weights are beside it; JSON, a few
+KB), and CHECKPOINT_FILE only when the epoch writes weights. The rule (`needs_weights`):
+
+- an epoch writes weights when it beats the trial's best PRIMARY_METRIC so far
+  (`config.better`: a tie or a NaN does not), when it is one of ASHA's rung epochs (where the
+  search may stop the trial), or when it is the last epoch (cfg.epochs); every other epoch
+  writes only its record;
+- the optimizer state (twice the weights' size for Adam and AdamW) goes only into the rung and
+  last epochs' checkpoints (`needs_optimizer`): a resume continues from the latest of those, so a
+  best-so-far epoch between two rungs holds the weights alone (promotion needs nothing more).
+
+So the best epoch of a trial always has weights (the first epoch to reach the best score beat
+every epoch before it), and so has the epoch a trial ends at when ASHA stops it or it runs to
+the end; a trial's latest rung or last epoch holds the optimizer state too. `save_record` / `load_record` read and write the record; a folder of an older
+labeltune (CHECKPOINT_FILE only) is read as a weights record from its checkpoint.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import pickle
 import re
 import zipfile
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +68,7 @@ import numpy as np
 import torch
 
 from trainable import store
+from trainable.config import better
 from trainable.errors import LabeltuneError, first_line
 
 FORMAT_VERSION = 1
@@ -67,6 +90,10 @@ ENSEMBLE_KEYS = ("format_version", "kind", "members", "labels", "thresholds", "m
 """the keys of every ensemble checkpoint dict"""
 MEMBER_KEYS = ("model_state", "epoch", "config", "labels", "thresholds", "metrics", "data_fingerprint")
 """the keys of each member dict of an ensemble (a single checkpoint less its optimizer state)"""
+RECORD_FILE = "epoch.json"
+"""in every folder a trial reports: the epoch's EpochRecord; CHECKPOINT_FILE is beside it when the epoch wrote weights"""
+RECORD_VERSION = 1
+"""the layout of RECORD_FILE that `save_record` writes and `load_record` reads"""
 
 
 class CheckpointError(LabeltuneError):
@@ -299,3 +326,80 @@ def check_labels(ckpt: dict, labels: list[str], where: str) -> None:
     if not parts:
         parts.append(f"same labels in another order (checkpoint: {', '.join(saved)}; {where}: {', '.join(given)})")
     raise CheckpointError(f"the checkpoint's labels differ from those of {where}: " + "; ".join(parts))
+
+
+# ---- a trial's epochs: which write weights, and the record every epoch leaves -----------
+
+
+def needs_weights(epoch: int, score: float, best: float, rungs: Collection[int], last: int) -> bool:
+    """Whether a trial's epoch `epoch` (PRIMARY_METRIC `score`) writes weights and optimizer state, or only its record.
+
+    `best`: the best score of the trial's earlier epochs (config.WORST_SCORE before the first); `rungs`: ASHA's rung
+    epochs; `last`: the trial's last epoch (cfg.epochs). See the module docstring for the rule.
+    """
+    return epoch == last or epoch in rungs or better(score, best)
+
+
+def needs_optimizer(epoch: int, rungs: Collection[int], last: int) -> bool:
+    """Whether a weights checkpoint of epoch `epoch` also holds the optimizer state: the rung and last epochs, from
+    which a resume continues (module docstring)."""
+    return epoch == last or epoch in rungs
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What every epoch a trial reports leaves in its folder (RECORD_FILE), with or without weights."""
+
+    epoch: int
+    metrics: dict
+    """the epoch's metrics, as reported (no time/ keys)"""
+    weights: bool
+    """CHECKPOINT_FILE (the model's weights) is beside the record"""
+    optimizer: bool = False
+    """that checkpoint holds the optimizer state too: a resume can continue from it"""
+
+
+def _json_plain(value: Any) -> Any:
+    """numpy and torch numbers and arrays as JSON values (json.dumps' `default`)."""
+    if isinstance(value, (np.generic, torch.Tensor)) and value.ndim == 0:
+        return value.item()
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.tolist()
+    raise TypeError(f"cannot store a {type(value).__name__} in an epoch record")
+
+
+def save_record(folder: str | os.PathLike, record: EpochRecord) -> Path:
+    """Write `record` atomically as folder/RECORD_FILE (NaN and infinities as JSON's NaN, Infinity) and return it."""
+    value = {"format_version": RECORD_VERSION, "epoch": int(record.epoch), "weights": bool(record.weights),
+             "optimizer": bool(record.optimizer), "metrics": record.metrics}
+    return store.write_text(Path(folder) / RECORD_FILE, json.dumps(value, default=_json_plain) + "\n")
+
+
+def load_record(folder: str | os.PathLike) -> EpochRecord:
+    """The EpochRecord of a reported folder; CheckpointError when it is missing, damaged, or cut short by a kill
+    (its record says weights and CHECKPOINT_FILE is not a whole file). A folder an older labeltune wrote (no record,
+    a checkpoint) is read from its checkpoint."""
+    folder = Path(folder)
+    path = folder / RECORD_FILE
+    if not path.is_file():
+        ckpt = load(folder / CHECKPOINT_FILE)  # raises when there is none either
+        return EpochRecord(int(ckpt["epoch"]), dict(ckpt["metrics"]), True, bool(ckpt["optimizer_state"]))
+    try:
+        value = json.loads(path.read_text())
+        record = EpochRecord(int(value["epoch"]), dict(value["metrics"]), bool(value["weights"]),
+                             bool(value["optimizer"]))
+        version = value["format_version"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: not a labeltune epoch record ({type(exc).__name__}: {first_line(exc)})") from exc
+    if version != RECORD_VERSION:
+        raise CheckpointError(f"{path}: epoch record format_version {version!r} is not supported; this labeltune reads "
+                              f"{RECORD_VERSION}")
+    if record.weights and not zipfile.is_zipfile(folder / CHECKPOINT_FILE):  # torch.save writes a zip: a whole one
+        raise CheckpointError(f"{folder}: the epoch's {CHECKPOINT_FILE} is missing or cut short")
+    return record
+
+
+def record_score(record: EpochRecord, metric: str) -> float:
+    """The record's `metric` as a float, NaN when it has none."""
+    value = record.metrics.get(metric)
+    return float(value) if isinstance(value, (int, float)) else math.nan

@@ -13,8 +13,16 @@ the device copy of the data alive between trials that reuse the same worker. Eac
 reported row also says where the epoch's time went (trainable/timing.py: `time/` keys,
 the first row with the Gym's start-up).
 
+What an epoch's folder holds: with `fit(rungs=...)` (a trial of a search) its record
+(checkpoint.RECORD_FILE) always, its weights and optimizer state only when
+`checkpoint.needs_weights` says so (the trial's best so far, an ASHA rung, the last epoch), the
+optimizer state only at a rung and the last epoch (`needs_optimizer`); without (labeltune train)
+the record, the weights and the optimizer state every epoch. After a resume `fit(reported=N)`
+trains the epochs from its checkpoint up to N again without reporting them (they were reported).
+
     gym = Gym(cfg, images, targets, labels, data_fingerprint=fp)
     gym.fit(lambda metrics, ckpt_dir: print(metrics["val/micro_f1"]))
+    gym.fit(report, rungs=[1, 3], reported=4, best=0.31)   # a resumed trial of a search
 """
 
 from __future__ import annotations
@@ -23,9 +31,10 @@ import contextlib
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +45,7 @@ import torch.nn.functional as F
 from trainable import checkpoint as ckpt_io
 from trainable import timing
 from trainable.checkpoint import CHECKPOINT_FILE  # noqa: F401  (re-exported: search/ imports it from here)
-from trainable.config import COLOR_MODES, ConfigError, TrainConfig
+from trainable.config import COLOR_MODES, PRIMARY_METRIC, WORST_SCORE, ConfigError, TrainConfig, better
 from trainable.data import split as split_indices
 from trainable.errors import LabeltuneError
 from trainable.losses import get_loss, pos_weight_from_targets
@@ -109,6 +118,12 @@ def _quiet_readonly():
 
 class Gym:
     """Trains, evaluates and predicts with one model on one decoded dataset."""
+
+    rungs: Collection[int] | None = None
+    """ASHA's rung epochs, as `fit(rungs=...)` set them: an epoch writes weights only as needs_weights says; None:
+    every epoch writes weights"""
+    best: float = WORST_SCORE
+    """the best PRIMARY_METRIC of the epochs reported so far (from fit's `best` on)"""
 
     def __init__(
         self,
@@ -257,28 +272,46 @@ class Gym:
         """Metrics of one split ('train', 'val', 'test' or 'all'), keys prefixed by the split."""
         return self.evaluate_split(split, threshold).compute()
 
-    def fit(self, report: Report | None = None, on_batch: Callable[[int, torch.Tensor], None] | None = None) -> list[dict]:
+    def fit(self, report: Report | None = None, on_batch: Callable[[int, torch.Tensor], None] | None = None, *,
+            rungs: Collection[int] | None = None, reported: int = 0, best: float = WORST_SCORE) -> list[dict]:
         """Train until cfg.epochs, validating and reporting once per epoch; returns the rows it reported.
 
-        A row is the epoch's metrics (what its checkpoint holds) and where its time went (timing.EPOCH_PHASES,
+        A row is the epoch's metrics (what its record holds) and where its time went (timing.EPOCH_PHASES,
         timing.EPOCH; the first row also self.startup and timing.FIRST_BATCHES). `report(row, folder)` gets the
-        folder of the epoch's checkpoint, which the next epoch overwrites: it copies what it keeps before it returns.
+        epoch's folder (module docstring: the record, the weights when `rungs` is None or needs_weights says so),
+        which is deleted after it returns: it copies what it keeps. `reported`: the epochs up to it were reported
+        before a resume; those after this Gym's checkpoint are trained again unreported (their time is in the first
+        row's timing.EPOCH). `best`: the best PRIMARY_METRIC of those reported epochs.
         """
         self._check_splits()
+        self.rungs, self.best = (None if rungs is None else frozenset(rungs)), best
         history, startup, report_s = [], dict(self.startup), 0.0
         with tempfile.TemporaryDirectory(prefix="labeltune-ckpt-") as tmp:
             since = time.perf_counter()  # the previous report's call: each row's time/epoch_s starts there
+            self._train_again(min(reported, self.cfg.epochs), on_batch)
             for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
-                metrics, phases = self._run_epoch(epoch, Path(tmp) / CHECKPOINT_FILE, on_batch, first=not history)
+                folder = Path(tmp) / f"epoch_{epoch:06d}"
+                metrics, phases = self._run_epoch(epoch, folder, on_batch, first=not history)
                 now = time.perf_counter()
                 row = {**metrics, **phases, timing.REPORT: report_s, timing.EPOCH: now - since, **startup}
                 history.append(row)
                 startup, since = {}, now
                 if report is not None:
-                    report(row, Path(tmp))
+                    report(row, folder)
+                shutil.rmtree(folder)
                 report_s = time.perf_counter() - now  # a row cannot hold its own report: the next one does
                 log.info("epoch %d: train/loss %.4f val/micro_f1 %.4f", epoch, metrics["train/loss"], metrics["val/micro_f1"])
         return history
+
+    def _train_again(self, until: int, on_batch: Callable[[int, torch.Tensor], None] | None) -> None:
+        """Train the epochs after this Gym's checkpoint up to `until` without validating, saving or reporting: a
+        resumed trial reported them before, from a later record than its latest weights (each epoch is seeded, so
+        this repeats them)."""
+        if until > self.epoch:
+            log.info("training epochs %d..%d again: reported before, after the latest weights", self.epoch + 1, until)
+        for epoch in range(self.epoch + 1, until + 1):
+            self.train_one_epoch(epoch, on_batch)
+            self.epoch = epoch
 
     def _check_splits(self) -> None:
         for split in ("train", "val"):
@@ -287,9 +320,9 @@ class Gym:
                 raise ConfigError(f"the {split} split is empty ({len(self.splits['all'])} images split into {sizes} "
                                  f"by split_fractions {list(self.cfg.split_fractions)}): nothing to train or validate on")
 
-    def _run_epoch(self, epoch: int, ckpt_path: Path, on_batch: Callable[[int, torch.Tensor], None] | None,
+    def _run_epoch(self, epoch: int, folder: Path, on_batch: Callable[[int, torch.Tensor], None] | None,
                    first: bool) -> tuple[dict, dict]:
-        """Train, validate, score and checkpoint one epoch: (its metrics, timing key -> seconds).
+        """Train, validate, score and checkpoint one epoch into `folder`: (its metrics, timing key -> seconds).
 
         Each phase ends where the Gym waits for the device anyway (the loss read, the outputs' copy to the
         host, the state dicts' copy), so the timing adds no device sync; `first` times the first batches apart.
@@ -303,7 +336,7 @@ class Gym:
         metrics = {"epoch": epoch, **train, **collector.compute()}
         watch.lap(timing.METRICS)
         self.epoch = epoch
-        self.save(ckpt_path, metrics)
+        self.write_epoch(folder, metrics)
         watch.lap(timing.CHECKPOINT)
         if first_batches is not None:
             watch.laps[timing.FIRST_BATCHES] = first_batches.seconds(until=train_end)
@@ -316,11 +349,24 @@ class Gym:
         threshold = self.cfg.threshold if threshold is None else np.asarray(threshold)
         return probs, (probs >= threshold).astype(np.uint8)
 
-    def save(self, path: Path, metrics: dict, thresholds: list[float] | None = None) -> Path:
+    def write_epoch(self, folder: Path, metrics: dict) -> bool:
+        """The epoch's record into `folder`, and its weights (CHECKPOINT_FILE, with the optimizer state or without)
+        when it needs them (both every epoch without rungs); returns whether it wrote weights."""
+        score, epoch, last = metrics[PRIMARY_METRIC], self.epoch, self.cfg.epochs
+        weights = self.rungs is None or ckpt_io.needs_weights(epoch, score, self.best, self.rungs, last)
+        optimizer = weights and (self.rungs is None or ckpt_io.needs_optimizer(epoch, self.rungs, last))
+        if better(score, self.best):
+            self.best = score
+        if weights:
+            self.save(folder / CHECKPOINT_FILE, metrics, optimizer=optimizer)
+        ckpt_io.save_record(folder, ckpt_io.EpochRecord(epoch, metrics, weights, optimizer))
+        return weights
+
+    def save(self, path: Path, metrics: dict, thresholds: list[float] | None = None, optimizer: bool = True) -> Path:
         return ckpt_io.save(
             path,
             model_state=self.model.state_dict(),
-            optimizer_state=self.optimizer.state_dict(),
+            optimizer_state=self.optimizer.state_dict() if optimizer else {},
             epoch=self.epoch,
             config=self.cfg.to_dict(),
             labels=self.labels,

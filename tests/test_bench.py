@@ -238,3 +238,101 @@ def test_throughput_writes_its_json_envelope_and_a_row_per_model(tmp_path):
     (row,) = record["results"]["rows"]
     assert row["model"] == "dummy" and row["gym_img_s"] > 0 and row["baseline_img_s"] > 0
     assert row["gym_over_baseline"] == pytest.approx(row["gym_img_s"] / row["baseline_img_s"])
+
+
+# ---- host_overhead.py: the analysis on hand-made result rows ---------------------------------------------
+
+
+def host_trial(pid: int, started_at: float, *, import_s: float, epochs: int = 3, pending: float = 1.0,
+               setup: float = 0.3, report: float = 0.05) -> dict:
+    """A trial as host_overhead's clock keeps it: epochs of train 1.0, val 0.5, metrics 0.1, checkpoint 0.2 and the
+    previous report (0 in the first), 0.01 s of other each; the driver saw it PENDING `pending` s before its entry."""
+    import host_overhead as ho
+
+    rows, t = [], started_at + setup
+    for epoch in range(1, epochs + 1):
+        phases = {ho.TRAIN_S: 1.0, ho.VAL_FORWARD_S: 0.5, ho.METRICS_S: 0.1, ho.CHECKPOINT_S: 0.2,
+                  ho.REPORT_S: 0.0 if epoch == 1 else report}
+        epoch_s = sum(phases.values()) + 0.01
+        t += epoch_s
+        row = {"epoch": epoch, "pid": pid, "started_at": started_at, "reported_at": t, **phases, ho.EPOCH_S: epoch_s}
+        if epoch == 1:
+            row.update({ho.IMPORT_S: import_s, ho.MODEL_BUILD_S: 0.2, ho.DATA_TO_DEVICE_S: 0.05})
+        rows.append(row)
+    return {"rows": rows, "pending_driver": started_at - pending, "started_driver": started_at - 0.01,
+            "completed_driver": t + 0.1}
+
+
+def test_host_overhead_splits_steady_epochs_into_the_levers_and_times_a_reused_workers_start():
+    import host_overhead as ho
+    from trainable import timing
+
+    # two cold workers (imports 2 s, placement 5 s); each first trial ends its last report at 100 + 5.83
+    # (set-up 0.3 + epochs 1.81 + 2 x 1.86) and the driver sees it complete 0.1 s later; a later trial enters
+    # each worker 0.4 s after that (reused: import 0; Tune never showed it PENDING: pending is ignored for it)
+    first_end = 100.0 + 0.3 + 1.81 + 2 * 1.86
+    later = first_end + 0.1 + 0.4
+    trials = [host_trial(1, 100.0, import_s=2.0, pending=5.0), host_trial(2, 100.0, import_s=2.0, pending=5.0),
+              host_trial(1, later, import_s=0.0, pending=0.01, setup=0.1),
+              host_trial(2, later, import_s=0.0, pending=0.01, setup=0.1)]
+    out = ho.analyse({"cnn5": trials}, summarise=timing.summarise)["models"]["cnn5"]
+    assert out["steady_trial_epochs"] == 8  # epochs 2 and 3 of four trials
+    assert (out["checkpoint_s"], out["metrics_s"], out["report_s"]) == pytest.approx((0.2, 0.1, 0.05))
+    assert out["other_s"] == pytest.approx(0.01)
+    assert out["host_s"] == pytest.approx(0.2 + 0.1 + 0.05 + 0.01)  # epoch - train - val forward
+    assert out["first_epoch_host_s"] == pytest.approx(0.31)  # no report before the first epoch
+    assert out["later_trials"] == 2
+    assert out["later_placement_s"] == pytest.approx(0.4) and out["later_setup_s"] == pytest.approx(0.1)
+    assert out["later_start_s"] == pytest.approx(0.5) and out["cold_start_s"] == pytest.approx(5.3)
+    assert out["later_import_s"] == 0.0 and out["cold_import_s"] == 2.0
+    assert out["finish_s"] == pytest.approx(0.1)
+    assert out["worker_gap_s"] == pytest.approx(0.5)  # finish + the later trial's placement
+    # train share: 3 s of training over placement + entry to the last report + finish, as the tracker would sum it
+    assert out["train_shares"][0] == pytest.approx(3.0 / (5.0 + (first_end - 100.0) + 0.1))
+    assert out["train_shares"][2] == pytest.approx(3.0 / (0.4 + (0.1 + 1.81 + 2 * 1.86) + 0.1))
+    assert out["host_target_met"] is False and out["later_start_target_met"] is True
+
+
+def test_host_overhead_charges_each_epoch_its_own_report_and_splits_weights_from_record_epochs():
+    """An epoch's folder is copied by the NEXT row's report: the split charges it there. Epoch 2 of 4 wrote only its
+    record (its copy 0.01 s), the others weights (0.3 s); epoch 4 is last (no next row: not in the split)."""
+    import host_overhead as ho
+
+    trial = host_trial(1, 100.0, import_s=2.0, epochs=4)
+    for row, report in zip(trial["rows"], (0.0, 0.3, 0.01, 0.3)):  # row k holds epoch k-1's report
+        row[ho.EPOCH_S] += report - row[ho.REPORT_S]
+        row[ho.REPORT_S] = report
+    trial["weights"] = {"1": True, "2": False, "3": True, "4": True}  # as the JSON keeps them
+    assert ho.own_epochs(trial) == [(False, pytest.approx(0.31 + 0.01)), (True, pytest.approx(0.31 + 0.3))]
+    out = ho.analyse({"m": [trial]})["models"]["m"]
+    assert out["own_host_record_s"] == pytest.approx(0.32) and out["own_host_weights_s"] == pytest.approx(0.61)
+    assert out["weights_share"] == 0.75
+    del trial["weights"]  # a run before the records: every epoch counts as weights
+    out = ho.analyse({"m": [trial]})["models"]["m"]
+    assert out["own_host_record_s"] is None and out["weights_share"] == 1.0
+
+
+def test_host_overhead_judges_no_target_without_data_and_compares_two_runs_per_lever(tmp_path):
+    import host_overhead as ho
+    from trainable import timing
+
+    one = [host_trial(1, 100.0, import_s=2.0, epochs=1)]  # one epoch, one cold trial: nothing steady, no later start
+    result = ho.analyse({"dummy": one}, summarise=timing.summarise)
+    assert result["models"]["dummy"]["host_s"] is None and result["models"]["dummy"]["later_start_s"] is None
+    assert result["targets"]["host_met_by_every_model"] is None
+
+    def run(label: str, report: float) -> dict:
+        trials = [host_trial(1, 100.0, import_s=2.0, report=report), host_trial(1, 110.0, import_s=0.0, report=report)]
+        return {"parameters": {"label": label}, "machine": {},
+                "results": ho.analyse({"cnn5": trials}, summarise=timing.summarise)}
+
+    comparison = ho.compare(run("before", 0.5), run("after", 0.05))
+    assert set(comparison) == {key for key, _ in ho.LEVERS}
+    assert comparison["report_s"]["cnn5"]["change"] == pytest.approx(-0.45)
+    assert comparison["checkpoint_s"]["cnn5"]["change"] == pytest.approx(0.0)
+    paths = [tmp_path / "before.json", tmp_path / "after.json"]
+    for path, record in zip(paths, (run("before", 0.5), run("after", 0.05))):
+        path.write_text(json.dumps(record))
+    ho.main(["--compare", *map(str, paths), "--results-dir", str(tmp_path)])
+    (written,) = tmp_path.glob("host_overhead-compare-before-after_*.json")
+    assert json.loads(written.read_text())["results"]["levers"]["report_s"]["cnn5"]["before"] == pytest.approx(0.5)

@@ -78,7 +78,7 @@ class SearchOptions:
                                       default_text="$MLFLOW_TRACKING_URI, else sqlite under $LABELTUNE_HOME/mlruns")
     """MLflow tracking URI"""
     track: bool = option(True, flag="--no-track")
-    """log to MLflow; --no-track turns it off (MLflow is then not even imported)"""
+    """log the search to MLflow (--track, the default) or not (--no-track: MLflow is then not even imported)"""
     limit: int = option(0, low=0)
     """use only the first N images (debugging)"""
     skip_bad_images: bool = False

@@ -62,8 +62,11 @@ class LiveTable(Callback):
         self.last_print = 0.0
         self.best: tuple[float, str, str] | None = None
         self.started = time.time()
+        self.latest: dict[str, dict] = {}
+        """trial id -> its newest result: Tune calls on_trial_result before it updates trial.last_result"""
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.latest[trial.trial_id] = result
         value = result.get(PRIMARY_METRIC)
         if _finite(value):
             self._offer(float(value), trial)
@@ -103,12 +106,17 @@ class LiveTable(Callback):
             click.echo(fit(f"    best {PRIMARY_METRIC} {self.best[0]:.4f}  {self.best[1]}  {self.best[2]}", width))
         for t in trials:
             if t.status == "RUNNING":
-                last = t.last_result or {}
+                last = newest(t.last_result or {}, self.latest.get(t.trial_id, {}))
                 epoch = last.get("training_iteration", 0)
                 score = last.get(PRIMARY_METRIC)
                 score_text = f"{score:.4f}" if isinstance(score, float) else "-"
                 click.echo(fit(f"    {t.trial_id:<10} epoch {epoch}/{self.max_epochs}  {score_text:>7}  {describe(t.config)}",
                                width))
+
+
+def newest(*results: dict) -> dict:
+    """The result with the highest training_iteration (the first of equals)."""
+    return max(results, key=lambda r: r.get("training_iteration", 0))
 
 
 def terminal_width() -> int:

@@ -60,3 +60,19 @@ def test_a_trial_without_a_metric_summary_falls_back_to_its_last_result():
     table = LiveTable(max_epochs=3, trials=2, every_s=0.0)
     table.on_trial_complete(0, [fake, unscored], fake)
     assert table.best[:2] == (0.4, "t1")
+
+
+def test_a_running_trials_row_shows_the_result_tune_has_not_stored_yet(capsys):
+    """Tune calls on_trial_result before trial.update_last_result (ray/tune/execution/tune_controller.py): the row
+    must show that result, as the best line does, not the epoch before it."""
+    from ray.tune.experiment import Trial
+
+    from search.progress import LiveTable
+
+    running = ray_trial({"model": "cnn5", "optimizer": "adamw"}, [0.5], Trial.RUNNING)
+    running.set_status(Trial.RUNNING)  # a restored stub comes back PENDING
+    table = LiveTable(max_epochs=3, trials=1, every_s=0.0)
+    table.on_trial_result(0, [running], running, {PRIMARY_METRIC: 0.7, "training_iteration": 2})
+    out = capsys.readouterr().out
+    assert f"best {PRIMARY_METRIC} 0.7000" in out
+    assert f"{running.trial_id:<10} epoch 2/3   0.7000" in out, out

@@ -24,6 +24,8 @@ from typing import Any, Callable
 from search.options import CPUS_PER_TRIAL, SearchError
 from trainable.specs import MODEL_SPECS
 
+RAY_DEFAULT_STORE_SHARE = 0.3
+"""Ray's default object store: 30 % of the memory available when it starts (ray_constants)"""
 GPU_SHARE = {name: spec.gpu_share for name, spec in MODEL_SPECS.items()}
 """GPU fraction per trial by model when --gpus-per-trial is not given (ModelSpec.gpu_share: small CNNs pack 4 to a GPU)."""
 
@@ -192,14 +194,17 @@ def cluster_has_gpu() -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
 
 
-def init_ray(address: str | None) -> dict | None:
+def init_ray(address: str | None, data_bytes: int = 0) -> dict | None:
     """Start a local Ray (address None) or join a cluster ('auto' or host:port).
 
+    `data_bytes`: the search's decoded images, which the object store holds once per node: a local Ray's store
+    is made large enough for them (search/memory.py), a joined cluster's nodes are checked (SearchError).
     Returns what identifies the processes of a local Ray this driver started (search/leftovers.py), so
     that a later resume or `searches` can end them should this driver be killed; None when it joined one.
     """
     import ray
 
+    from search import memory
     from search.console import quiet_ray
 
     quiet_ray()
@@ -211,7 +216,11 @@ def init_ray(address: str | None) -> dict | None:
     address = address or os.environ.get("LABELTUNE_RAY_ADDRESS")
     if address:
         ray.init(address=address, **kwargs)
+        memory.check_nodes(data_bytes, ray.nodes())
         return None
+    store = memory.object_store_bytes(data_bytes)
+    if store > RAY_DEFAULT_STORE_SHARE * memory.available_bytes():  # Ray's default would spill the data to disk
+        kwargs["object_store_memory"] = store
     ray.init(include_dashboard=False, **kwargs)
     from search.leftovers import local_ray_session
 

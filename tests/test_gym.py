@@ -174,6 +174,21 @@ def test_device_images_downsample_and_gray_match_a_numpy_reference():
     assert np.abs(gray[:, 0].astype(np.float64) - luma).max() <= 0.5 + 1e-3
 
 
+def test_cpu_trials_at_full_size_read_the_shared_array_in_place(tiny):
+    """Issue 27: at the array's own size and colour a CPU trial holds no private copy of the images (the
+    object store's read-only view is used as it is) and training never writes to it."""
+    dataset, images = tiny
+    shared = np.array(images)
+    shared.setflags(write=False)  # as Ray's object store hands it out
+    before = shared.copy()
+    view = to_device_images(shared, 128, torch.device("cpu"))
+    assert view.data_ptr() == shared.ctypes.data, "a full-size CPU trial copied the images"
+    assert to_device_images(shared, 32, torch.device("cpu")).data_ptr() != shared.ctypes.data
+    gym = Gym(small_cfg(epochs=1, image_size=128), shared, dataset.targets, dataset.labels)
+    gym.fit()
+    assert gym.images.data_ptr() == shared.ctypes.data and np.array_equal(shared, before)
+
+
 def test_augment_flips_and_crops_per_image_reproducibly():
     x = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).view(2, 1, 8, 8)
     a = augment(x, "flipcrop", torch.Generator().manual_seed(1))

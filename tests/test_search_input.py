@@ -130,7 +130,7 @@ def test_a_warm_start_from_a_missing_search_or_another_label_set_is_refused_befo
     from search.record import RECORD
     from search.study import STUDY_FILE
 
-    monkeypatch.setattr(run_module, "init_ray", lambda address: pytest.fail("Ray started before the refusal"))
+    monkeypatch.setattr(run_module, "init_ray", lambda *a, **k: pytest.fail("Ray started before the refusal"))
     result = run("search", "--data", str(synth_dir), "--warm-start", "nope", "--no-track")
     assert result.exit_code == 1 and "--warm-start nope: no search named nope" in result.output
     other = labeltune_home / "runs" / "other"

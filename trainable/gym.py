@@ -83,13 +83,21 @@ def to_device_images(
     """uint8 N x C x 128 x 128 -> uint8 N x C' x S x S on `device`, cached per process by `key`.
 
     RGB input becomes 1-channel luma when `color` is 'gray' (PIL's L = 0.299 R + 0.587 G + 0.114 B),
-    so a search decodes and ships one RGB array whatever colour its trials ask for.
+    so a search decodes and ships one RGB array whatever colour its trials ask for. On the CPU at the
+    array's own size and colour the result is the array itself, no copy: a trial reads Ray's object store
+    (or the decode cache's memory map) in place, batches are gathered copies (`images[idx]`), and nothing
+    writes to it. Downsampled or gray trials hold only their smaller array.
     """
     if key is not None and key in _DEVICE_DATA:
         return _DEVICE_DATA[key]
     with _quiet_readonly():
         host = torch.from_numpy(np.asarray(images))
     channels = 1 if color == "gray" else host.shape[1]
+    if device.type == "cpu" and channels == host.shape[1] and image_size == host.shape[-1]:
+        _DEVICE_DATA.clear()
+        if key is not None:
+            _DEVICE_DATA[key] = host
+        return host
     out = torch.empty((host.shape[0], channels, image_size, image_size), dtype=torch.uint8, device=device)
     luma = torch.tensor([0.299, 0.587, 0.114], device=device).view(1, 3, 1, 1)
     for start in range(0, host.shape[0], 2048):  # chunks bound the float temporaries

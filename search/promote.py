@@ -411,9 +411,12 @@ def card_ensemble(promotion: Promotion) -> list[str]:
 
 
 def card_config(cfg: dict) -> list[str]:
-    """## Best config: every parameter of the best trial, sorted by name."""
+    """## Best config: every parameter of the best trial, sorted by name, as MLflow names them (the chosen
+    optimizer's `lr_<optimizer>` as `lr`), floats at 4 significant figures (search/readable.py)."""
+    from search.readable import readable_config
+
     return ["", "## Best config", "", "| parameter | value |", "|---|---|",
-            *[f"| {k} | {v} |" for k, v in sorted(cfg.items())]]
+            *[f"| {k} | {v} |" for k, v in sorted(readable_config(cfg).items())]]
 
 
 def card_policies(promotion: Promotion) -> list[str]:

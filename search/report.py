@@ -1,12 +1,12 @@
 """Search-level analysis from a search folder: top trials, hyperparameter importance, history, budget.
 
     report = analyse(search_dir("search-20261128-101500"))
-    header_lines(report), sections(report)            # the text `labeltune report NAME` prints (search/cli/report.py)
-    write_report(report.path, report)                 # <search folder>/report.md + report_*.png beside it
-    log_to_run(client, parent_run_id, report.path)    # the same files on the parent run, importance/<param> metrics
+    report.by_choice["model"]                         # what each model scored (trials, best, median)
+    write_figures(report.path, report)                # report_*.png beside report.md (report_text.write_report)
+    log_to_run(client, parent_run_id, report.path)    # search/tracking/report.py: the parent run's files and note
 
-The file runs analysis (the dataclasses, analyse), figures (plot_*, write_figures), text and
-report.md (header_lines, sections, write_report), then the MLflow logging (log_to_run).
+This file holds the analysis (the dataclasses, analyse) and the figures (plot_*, write_figures);
+search/report_text.py the text and report.md, search/tracking/report.py the MLflow logging.
 
 Everything is read from the files a search leaves (the record, Tune's `trial_<id>/result.json`,
 the kept Optuna study `optuna.db`), so it works on a finished, interrupted or running search
@@ -33,6 +33,11 @@ trials Optuna holds as COMPLETE or PRUNED are `completed` (finished, stopped ear
 the stop): importance is computed on them. Warm-start trials ran in another search and are not
 counted. A damaged study file stops the report with one line (search.record.load_kept_study)
 before anything is written.
+
+What each choice scored (`by_choice`) answers "what mattered" at any trial count, importance or
+not: per model, optimizer and loss, its trials and the best and median of their best scores. A
+trial ASHA stopped has its best from fewer epochs than a finished one: the figures draw the two
+apart (filled: ran every epoch; hollow: fewer).
 """
 
 from __future__ import annotations
@@ -73,8 +78,11 @@ PED-ANOVA ranked `model` first in 3 of 6 at 15 trials, 9 of 12 at 20, 11 of 12 a
 with MIN_TRIALS_PER_PARAM; without it, in 2 of 12 at 30 (an `lr_<optimizer>` or `asl_*` came first)."""
 STUDY_CONSEQUENCE = ("without it the report has no importance and takes each trial's outcome from its epochs "
                      "(a failed trial then counts as stopped early)")
-FIGURES = {"history": "report_history.png", "parallel": "report_parallel.png", "importance": "report_importance.png"}
+FIGURES = {"overview": "report_overview.png", "history": "report_history.png", "parallel": "report_parallel.png",
+           "importance": "report_importance.png"}
 """figure name -> file beside report.md"""
+BY_CHOICE = ("model", "optimizer", "loss")
+"""the categorical parameters whose choices the report scores one by one (`by_choice`, the overview's strips)"""
 FIRST_AXES = ("model", "optimizer", "lr", "loss", "batch_size")
 """the parallel-coordinates axes that come first, when the space searches them; the rest follow in space order,
 the conditional ones (`width`, `asl_*`) last, so that their gaps do not cut every other trial's line"""
@@ -97,6 +105,8 @@ class TrialSummary:
     seconds: float
     rung_score: float | None
     """PRIMARY_METRIC at the first ASHA rung (epoch = grace period)"""
+    last: float | None = None
+    """PRIMARY_METRIC of its last reported epoch: what the kept study holds as its value (Optuna is told the last)"""
     outcome: str = "finished"
     """one of search/outcome.py's OUTCOMES, as the kept study holds it (the module docstring says how)"""
     time: TimeSummary | None = None
@@ -113,6 +123,30 @@ class Importance:
     """why it is empty, or what was left out"""
     skipped: dict[str, int] = field(default_factory=dict)
     """parameters not assessed -> how many trials have them (fewer than MIN_TRIALS_PER_PARAM)"""
+
+
+@dataclass
+class ChoiceScores:
+    """The trials that had one choice of a categorical parameter (a model, an optimizer, a loss), by best score."""
+
+    param: str
+    choice: str
+    scores: list[float]
+    """each such trial's best PRIMARY_METRIC, best first"""
+    full: list[bool] = field(default_factory=list)
+    """beside each score: whether its trial ran every epoch (else ASHA, a stop or an error cut it short)"""
+
+    @property
+    def trials(self) -> int:
+        return len(self.scores)
+
+    @property
+    def best(self) -> float | None:
+        return self.scores[0] if self.scores else None
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.scores) if self.scores else None
 
 
 @dataclass
@@ -163,6 +197,8 @@ class SearchReport:
     """figure name -> PNG, once write_report drew them"""
     time_by_model: list[ModelTime] = field(default_factory=list)
     """per model, where its trials' wall time went (training first); empty for trials run before timing existed"""
+    by_choice: dict[str, list[ChoiceScores]] = field(default_factory=dict)
+    """BY_CHOICE parameter -> each of its choices (the space's, and any other a trial had), the best median first"""
 
     @property
     def path(self) -> Path:
@@ -206,7 +242,8 @@ def analyse(path: Path) -> SearchReport:
     return SearchReport(record=record, rung=rung, max_epochs=max_epochs, trials=trials,
                         history=optimisation_history(results), budget=budget(trials),
                         importance=param_importance(kept, path / STUDY_FILE, {t.trial_id: t for t in trials}, rung),
-                        lost=lost, study_kept=kept is not None, time_by_model=time_by_model(trials))
+                        lost=lost, study_kept=kept is not None, time_by_model=time_by_model(trials),
+                        by_choice=choice_scores(trials, record.space, max_epochs))
 
 
 def assign_outcomes(trials: list[TrialSummary], kept: list | None, known: set[str] | None, max_epochs: int,
@@ -254,6 +291,7 @@ def summarise_trial(folder: str, rows: list[dict], path: Path, rung: int) -> Tri
         epochs=max((int(r.get("training_iteration", 0)) for r in rows), default=0), epochs_run=len(rows),
         seconds=sum(float(r.get("time_this_iter_s", 0.0)) for r in rows),
         rung_score=float(at_rung[-1]) if at_rung else None,  # the last: a resumed trial may report an epoch twice
+        last=float(scored[-1][PRIMARY_METRIC]) if scored else None,
         time=timing.summarise(rows) if timing.timed_rows(rows) else None,
     )
 
@@ -271,6 +309,23 @@ def time_by_model(trials: list[TrialSummary]) -> list[ModelTime]:
                              phases={key: sum(t.totals.get(key, 0.0) for t in times) for key in timing.EPOCH_PHASES},
                              epoch_s=statistics.median(epochs) if epochs else None))
     return sorted(out, key=lambda m: -m.wall_s)
+
+
+def choice_scores(trials: list[TrialSummary], space: dict, max_epochs: int) -> dict[str, list[ChoiceScores]]:
+    """Per BY_CHOICE parameter, each choice's scored trials: the space's choices (none tried: no scores) and any
+    other a trial's config holds (a warm start, a changed space), the best median first, untried ones last."""
+    out = {}
+    for param in BY_CHOICE:
+        groups = {str(c): ChoiceScores(param, str(c), []) for c in choices(space.get(param, []))}
+        scored = sorted((t for t in trials if t.best is not None and param in t.config),
+                        key=lambda t: -PRIMARY_SIGN * t.best)
+        for t in scored:
+            group = groups.setdefault(str(t.config[param]), ChoiceScores(param, str(t.config[param]), []))
+            group.scores.append(t.best)
+            group.full.append(t.epochs >= max_epochs)
+        if groups:
+            out[param] = sorted(groups.values(), key=lambda g: (g.median is None, -PRIMARY_SIGN * (g.median or 0.0)))
+    return out
 
 
 def optimisation_history(results: dict[str, list[dict]]) -> list[tuple[int, float, float, str]]:
@@ -398,8 +453,12 @@ class Axis:
         return [(0.0, f"{self.low:.2g}"), (1.0, f"{self.high:.2g}")]
 
 
-def parallel_axes(space: dict) -> list[Axis]:
-    """An axis per searched parameter of `space`, the `lr_<optimizer>` ranges merged into one log `lr` axis."""
+def parallel_axes(space: dict, configs: list[dict] | None = None) -> list[Axis]:
+    """An axis per searched parameter of `space`, the `lr_<optimizer>` ranges merged into one log `lr` axis.
+
+    `configs` (the trials drawn): only the axes at least one of them has a value on (no `asl_*` axes
+    when no trial used the asymmetric loss, no `width` when none trained a small CNN).
+    """
     axes = {}
     lr_bounds = []
     for name, domain in space.items():
@@ -415,7 +474,10 @@ def parallel_axes(space: dict) -> list[Axis]:
         axes["lr"] = Axis("lr", low=low, high=high, log=low > 0)
     first = [axes.pop(name) for name in FIRST_AXES if name in axes]
     last = [axes.pop(name) for name in CONDITIONAL if name in axes]
-    return first + list(axes.values()) + last
+    ordered = first + list(axes.values()) + last
+    if configs is None:
+        return ordered
+    return [a for a in ordered if any(axis_value(config, a) is not None for config in configs)]
 
 
 def axis_value(config: dict, axis: Axis):
@@ -430,9 +492,9 @@ def plot_parallel(report: SearchReport, path: Path) -> Path:
 
     from trainable.plots import new_figure, save_figure
 
-    axes = parallel_axes(report.record.space)
     scored = sorted((t for t in report.trials if t.best is not None), key=lambda t: t.best,
                     reverse=PRIMARY_MODE != "max")
+    axes = parallel_axes(report.record.space, [t.config for t in scored])
     fig = new_figure(max(8.0, 1.4 * len(axes)), 5)
     ax = fig.subplots()
     cmap = colormaps["viridis"]
@@ -449,9 +511,17 @@ def plot_parallel(report: SearchReport, path: Path) -> Path:
     ax.set_yticks([])
     ax.set_xlim(-0.2, max(len(axes) - 0.4, 0.8))
     ax.set_ylim(-0.05, 1.05)
-    ax.set_title(f"{report.record.name}: {len(scored)} trials; gaps: the parameter does not apply")
-    fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label=f"best {PRIMARY_METRIC}")
+    ax.set_title(f"{report.record.name}: {len(scored)} trials; gaps: the parameter does not apply; "
+                 f"{_baseline_words(report)}")
+    bar = fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label=f"best {PRIMARY_METRIC}")
+    if report.baseline is not None and norm.vmin <= report.baseline <= norm.vmax:
+        bar.ax.axhline(report.baseline, color="black", linestyle="--", linewidth=2)
     return save_figure(fig, path)
+
+
+def _baseline_words(report: SearchReport) -> str:
+    return (f"no-learning baseline {report.baseline:.4f}" if report.baseline is not None
+            else "no baseline recorded (a search from before baselines)")
 
 
 def plot_history(report: SearchReport, path: Path) -> Path:
@@ -459,20 +529,95 @@ def plot_history(report: SearchReport, path: Path) -> Path:
     from trainable.plots import new_figure, save_figure
 
     fig = new_figure(8, 4.5)
-    ax = fig.subplots()
+    draw_history(fig.subplots(), report)
+    return save_figure(fig, path)
+
+
+def draw_history(ax, report: SearchReport) -> None:
+    """On `ax`: each epoch's score (grey), the best so far (a blue step) and the no-learning baseline (dashed)."""
     if report.history:
         spent, scores, best, _ = zip(*report.history)
         ax.scatter(spent, scores, s=8, color="tab:gray", alpha=0.5, label="an epoch's score")
         ax.step(spent, best, where="post", color="tab:blue", linewidth=2, label="best so far")
-    if report.baseline is not None:
-        ax.axhline(report.baseline, color="black", linestyle="--", label=f"no-learning baseline {report.baseline:.3f}")
+    _baseline_line(ax, report)
     ax.set_xlabel("trial-epochs spent (in the order results arrived)")
     ax.set_ylabel(PRIMARY_METRIC)
-    ax.set_title(f"{report.record.name}: optimisation history")
+    ax.set_title(f"{report.record.name}: best {PRIMARY_METRIC} so far")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower right")
+        ax.legend(loc="lower right", fontsize=8)
+
+
+def _baseline_line(ax, report: SearchReport) -> None:
+    """The no-learning baseline across `ax`, dashed and named on the line (or a note that the record has none)."""
+    if report.baseline is None:
+        ax.text(0.01, 0.01, "no baseline recorded", transform=ax.transAxes, fontsize=7, va="bottom")
+        return
+    ax.axhline(report.baseline, color="black", linestyle="--")
+    ax.text(0.01, report.baseline, f" no-learning baseline {report.baseline:.3f}", transform=ax.get_yaxis_transform(),
+            fontsize=7, va="bottom")
+
+
+def plot_overview(report: SearchReport, path: Path) -> Path:
+    """What mattered, on one page: the best so far against trial-epochs, the score against log10(lr), and each
+    trial's best score by model, by optimizer and by loss (draw_strip); every panel with the no-learning baseline."""
+    from trainable.plots import new_figure, save_figure
+
+    fig = new_figure(9, 7)  # 900 px: the MLflow run page's description in a 1500-px window, its assistant open
+    grid = fig.add_gridspec(2, len(BY_CHOICE))
+    draw_history(fig.add_subplot(grid[0, :-1]), report)
+    draw_lr(fig.add_subplot(grid[0, -1]), report)
+    for column, param in enumerate(BY_CHOICE):
+        draw_strip(fig.add_subplot(grid[1, column]), report, param)
+    scored = sum(t.best is not None for t in report.trials)
+    fig.suptitle(f"search {report.record.name} ({report.record.status}): {scored} trials with a score, "
+                 f"{report.total_epochs} trial-epochs\nfilled: the trial ran all {report.max_epochs} epochs; "
+                 f"hollow: fewer (its best is from fewer epochs)", fontsize=10)
     return save_figure(fig, path)
+
+
+def draw_lr(ax, report: SearchReport) -> None:
+    """On `ax`: each trial's best score against log10 of the learning rate it trained with, coloured by optimizer
+    (in the space's order, so a resume keeps the colours)."""
+    from matplotlib.lines import Line2D
+
+    colours = {str(c): f"C{i % 10}" for i, c in enumerate(choices(report.record.space.get("optimizer", [])))}
+    shown = {}
+    for t in report.trials:
+        lr = trial_lr(t.config)
+        if t.best is None or lr is None or lr <= 0:
+            continue
+        name = str(t.config.get("optimizer", "?"))
+        colour = shown.setdefault(name, colours.get(name, "tab:gray"))
+        ax.scatter(math.log10(lr), t.best, s=30, edgecolors=colour,
+                   facecolors=colour if t.epochs >= report.max_epochs else "none")
+    _baseline_line(ax, report)
+    if shown:
+        ax.legend([Line2D([], [], marker="o", linestyle="", color=c) for c in shown.values()], list(shown),
+                  fontsize=8, loc="best", title="optimizer", title_fontsize=8)
+    ax.set_xlabel("log10(lr)")
+    ax.set_ylabel(f"best {PRIMARY_METRIC}")
+    ax.set_title(f"best {PRIMARY_METRIC} against log10(lr)", fontsize=9)
+    ax.grid(alpha=0.3)
+
+
+def draw_strip(ax, report: SearchReport, param: str) -> None:
+    """On `ax`: one column of points per choice of `param` (each trial's best), its median as a bar, the baseline."""
+    groups = report.by_choice.get(param, [])
+    for x, group in enumerate(groups):
+        n = group.trials
+        offsets = [0.0] if n == 1 else [-0.25 + 0.5 * k / (n - 1) for k in range(n)]
+        for dx, score, full in zip(offsets, group.scores, group.full):
+            ax.scatter(x + dx, score, s=30, edgecolors="tab:blue", facecolors="tab:blue" if full else "none")
+        if group.median is not None:
+            ax.hlines(group.median, x - 0.35, x + 0.35, color="tab:red", linewidth=2)
+    _baseline_line(ax, report)
+    names = [f"{g.choice}\n{g.trials} trial{'s' * (g.trials != 1)}" for g in groups]
+    ax.set_xticks(range(len(groups)), names, fontsize=8, rotation=20 if any(len(g.choice) > 10 for g in groups) else 0)
+    ax.set_xlim(-0.6, max(len(groups), 1) - 0.4)
+    ax.set_ylabel(f"best {PRIMARY_METRIC}")
+    ax.set_title(f"each trial's best by {param} (red: median)", fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
 
 
 def plot_importance(report: SearchReport, path: Path) -> Path:
@@ -492,7 +637,8 @@ def plot_importance(report: SearchReport, path: Path) -> Path:
 
 def write_figures(path: Path, report: SearchReport) -> dict[str, Path]:
     """Draw the report's figures into search folder `path` (FIGURES); importance only when it was computed."""
-    figures = {"history": plot_history(report, path / FIGURES["history"]),
+    figures = {"overview": plot_overview(report, path / FIGURES["overview"]),
+               "history": plot_history(report, path / FIGURES["history"]),
                "parallel": plot_parallel(report, path / FIGURES["parallel"])}
     if report.importance.values:
         figures["importance"] = plot_importance(report, path / FIGURES["importance"])

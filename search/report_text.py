@@ -4,9 +4,11 @@
     print("\n".join(header_lines(report)))
     for title, body in sections(report).items(): ...
     write_report(folder, report)                  # report.md with the figures beside it
+    note_markdown(report, chart, full)            # the parent run's description: headline, what each choice scored
 
-Below the CLI, not in it: search/tracking/report.py writes report.md on the parent run at the
-end of every search, and `labeltune report` prints the same header and sections.
+Below the CLI, not in it: search/tracking/report.py writes report.md and the note on the parent
+run at the end of every search, and `labeltune report` prints the same header and sections.
+Config values are printed as search/readable.py writes them (floats at 4 significant figures).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import time
 from pathlib import Path
 
 from search.outcome import OUTCOMES, started
-from search.report import IMPORTANCE_QUANTILE, SearchReport, analyse, trial_lr, write_figures
+from search.readable import number
+from search.report import (IMPORTANCE_QUANTILE, MIN_TRIALS_FOR_IMPORTANCE, SearchReport, analyse, trial_lr,
+                           write_figures)
 from trainable import timing
 from trainable.metrics import PRIMARY_METRIC
 
@@ -31,6 +35,7 @@ ALWAYS_SHOWN = ("finished", "stopped_early", "failed")
 """outcomes the report counts even when no trial has them; the others only when some do"""
 REPORT_FILE = "report.md"
 """the report's text and figure links, in the search folder"""
+CHOICE_SECTION = "What each choice scored"
 
 
 def header_lines(report: SearchReport) -> list[str]:
@@ -60,8 +65,9 @@ def outcome_line(report: SearchReport) -> str:
 
 
 def sections(report: SearchReport) -> dict[str, list[str]]:
-    """Section title -> its lines: top trials, importance, history, budget."""
-    return {"Top trials": top_lines(report), "Hyperparameter importance": importance_lines(report),
+    """Section title -> its lines: top trials, what each choice scored, importance, history, budget, time."""
+    return {"Top trials": top_lines(report), CHOICE_SECTION: choice_lines(report),
+            "Hyperparameter importance": importance_lines(report),
             "Optimisation history": history_lines(report), "Where the budget went": budget_lines(report),
             "Where a trial's time went": time_lines(report)}
 
@@ -77,10 +83,34 @@ def top_lines(report: SearchReport) -> list[str]:
                                          for key in ("model", "optimizer", "loss", "batch_size"))
         lr = trial_lr(t.config)
         lines.append(f"  {t.trial_id:<12}{_num(t.best):>8}{t.best_epoch:>7}{t.epochs:>4}{_num(t.rung_score):>9}  "
-                     f"{model:<20}{optimizer:<10}{f'{lr:.2g}' if lr is not None else '-':>9}  {loss:<24}{batch:>5}")
+                     f"{model:<20}{optimizer:<10}{number(lr) if lr is not None else '-':>9}  {loss:<24}{batch:>5}")
     if len(report.trials) > TOP_N:
         lines.append(f"  ... and {len(report.trials) - TOP_N} more")
     return lines
+
+
+def choice_lines(report: SearchReport) -> list[str]:
+    """Per model, optimizer and loss, each choice's trials and the best and median of their best scores, the best
+    median first, and the no-learning baseline below each table: what mattered, at any trial count."""
+    if not any(g.trials for groups in report.by_choice.values() for g in groups):
+        return ["no trial reported a score yet"]
+    lines = [f"each trial's best {PRIMARY_METRIC} over its epochs, grouped by its choice (a trial ASHA stopped had "
+             f"fewer epochs to reach it){_importance_words(report)}"]
+    for param, groups in report.by_choice.items():
+        width = max(len(param), len("no-learning baseline"), *(len(g.choice) for g in groups))
+        lines += ["", f"  {param:<{width}}  {'trials':>6}  {'best':>8}  {'median':>8}"]
+        lines += [f"  {g.choice:<{width}}  {g.trials:>6}  {_num(g.best):>8}  {_num(g.median):>8}" for g in groups]
+        lines.append(f"  {'no-learning baseline':<{width}}  {'':>6}  {_num(report.baseline):>8}")
+    return lines
+
+
+def _importance_words(report: SearchReport) -> str:
+    """Why this view is the one to read: too few trials for importance (nothing otherwise)."""
+    imp = report.importance
+    if imp is None or imp.values or imp.trials >= MIN_TRIALS_FOR_IMPORTANCE:
+        return ""
+    return (f"; {imp.trials} completed trials, fewer than the {MIN_TRIALS_FOR_IMPORTANCE} importance needs, "
+            f"so this is the view that says what mattered")
 
 
 def importance_lines(report: SearchReport) -> list[str]:
@@ -164,6 +194,35 @@ def _num(value: float | None) -> str:
     return f"{value:.4f}" if value is not None else "-"
 
 
+def note_markdown(report: SearchReport, chart: str, full: str, chart_url: str = "") -> str:
+    """The parent run's description (MLflow shows it first on the run's page): the best trial against the
+    no-learning baseline and how the trials ended, the overview chart (`chart_url`, when given), then what each
+    choice scored (a markdown table per parameter, the baseline its last row) and importance once computed.
+    `chart`, `full`: the names of the overview chart's and report.md's artifacts, for the reader."""
+    r = report.record
+    best = report.trials[0] if report.trials and report.trials[0].best is not None else None
+    lines = [f"**Search `{r.name}`** ({r.status}): {started(report.counts)} trials of {r.options.get('trials', '?')} "
+             f"({outcome_line(report).removeprefix('trials: ')}), {report.total_epochs} trial-epochs.", ""]
+    if best is None:
+        lines.append("No trial reported a score yet.")
+    else:
+        versus = (f" against **{report.baseline:.4f}** for the no-learning baseline ({r.baseline_rule or 'record'}): "
+                  f"{best.best - report.baseline:+.4f}" if report.baseline is not None else " (no baseline recorded)")
+        lines.append(f"Best trial `{best.trial_id}`: {PRIMARY_METRIC} **{best.best:.4f}** at epoch {best.best_epoch}"
+                     f"{versus}.")
+    lines += ["", f"![what mattered]({chart_url})"] if chart_url else []
+    lines += ["", f"Chart: artifact `{chart}`; the whole report: `{full}`.", "",
+              f"**{CHOICE_SECTION}**: each trial's best {PRIMARY_METRIC}{_importance_words(report)}."]
+    for param, groups in report.by_choice.items():
+        lines += ["", f"| {param} | trials | best | median |", "|---|---:|---:|---:|",
+                  *[f"| {g.choice} | {g.trials} | {_num(g.best)} | {_num(g.median)} |" for g in groups],
+                  f"| _no-learning baseline_ | | {_num(report.baseline)} | |"]
+    if report.importance is not None and report.importance.values:
+        lines += ["", f"**PED-ANOVA importance** ({report.importance.trials} trials, {PRIMARY_METRIC} at epoch "
+                      f"{report.rung}): " + ", ".join(f"{k} {v:.2f}" for k, v in report.importance.values.items())]
+    return "\n".join(lines) + "\n"
+
+
 def write_report(path: Path, report: SearchReport | None = None) -> Path:
     """Write `<search folder>/report.md` with its figures beside it; returns report.md's path.
 
@@ -174,7 +233,8 @@ def write_report(path: Path, report: SearchReport | None = None) -> Path:
     report.figures = write_figures(path, report)
     figure_of = {"Top trials": "parallel", "Hyperparameter importance": "importance", "Optimisation history": "history"}
     parts = [f"# Search {report.record.name}", "", *header_lines(report),
-             f"\n_written {time.strftime('%Y-%m-%d %H:%M:%S')} by `labeltune report {report.record.name}`_"]
+             f"\n_written {time.strftime('%Y-%m-%d %H:%M:%S')} by `labeltune report {report.record.name}`_",
+             "", f"![What mattered]({report.figures['overview'].name})"]
     for title, body in sections(report).items():
         parts += ["", f"## {title}", "", "```", *body, "```"]
         figure = report.figures.get(figure_of.get(title, ""))

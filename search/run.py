@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import socket
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from search import memory
 from search import space as spaces
 from search.asha import rungs as asha_rungs
 from search.cluster import cluster_has_gpu, init_ray, say_gpu_sharing, trial_slots
@@ -129,16 +131,18 @@ def _callbacks(opts: SearchOptions, record: SearchRecord, trial_data) -> tuple[l
     tracker = None
     if opts.track:
         from search.tracking.callback import MLflowTracker
+        from search.tracking.columns import search_description
+        from search.tracking.names import GIT_COMMIT_TAG
 
-        tracker = MLflowTracker(store.tracking_uri(opts.tracking_uri), record.name, parent_tags={
-            "data_fingerprint": record.data_fingerprint, "data": record.data,
-            "space": record.space_source, "space_fingerprint": record.space_fingerprint,
-            "budget": f"{opts.trials} trials x {opts.epochs} epochs", "command": record.command,
-            "git_commit": record.git_commit or "", "split_seed": str(opts.split_seed),
-            **({"warm_start": ", ".join(f"{k} ({v['added']} trials)" for k, v in record.warm_start.items())}
-               if record.warm_start else {}),
-        }, max_epochs=opts.epochs, parent_metrics=record.baselines, dataset=record_dataset(record, trial_data),
-            stopper=stopper, outcomes=outcomes)
+        # What the record says goes in the parent's params (constants) and description, not in tags: MLflow's
+        # runs table makes a column of every tag.
+        tracker = MLflowTracker(
+            store.tracking_uri(opts.tracking_uri), record.name,
+            parent_tags={GIT_COMMIT_TAG: record.git_commit} if record.git_commit else {},
+            description=search_description(record), space=record.space,
+            constants={"data": record.data, **record.constants}, max_epochs=opts.epochs,
+            parent_metrics=record.baselines, dataset=record_dataset(record, trial_data), stopper=stopper,
+            outcomes=outcomes)
         callbacks.append(tracker)
     if opts.verbose:
         callbacks.append(LiveTable(max_epochs=opts.epochs, trials=opts.trials))
@@ -212,7 +216,9 @@ def run_search(opts: SearchOptions, say: Callable[[str], None] = log.info) -> Se
     if exists(path):
         raise SearchError(f"a search named {name} already exists in {path.parent}; use --resume {name} or another --name")
     _check_tracking(opts)
-    dataset, data = load_trial_data(opts.data, opts.limit, opts.skip_bad_images)
+    fits = functools.partial(memory.check_search, space=space, address=opts.address, concurrency=opts.concurrency,
+                             cpus_per_trial=opts.cpus_per_trial, trials=opts.trials)
+    dataset, data = load_trial_data(opts.data, opts.limit, opts.skip_bad_images, check=fits)
     constants = {"epochs": opts.epochs, "split_seed": opts.split_seed, "seed": opts.seed}
     record = SearchRecord(
         name=name, storage=str(path.parent), data=str(Path(opts.data).resolve()),
@@ -227,7 +233,7 @@ def run_search(opts: SearchOptions, say: Callable[[str], None] = log.info) -> Se
     record.baseline_rule, record.baselines = search_baselines(data, opts.split_seed)
     sources = warm_start_sources(opts.warm_start, opts.storage, dataset.labels, dataset.fingerprint) \
         if opts.warm_start else []
-    record.ray_session = init_ray(opts.address)
+    record.ray_session = init_ray(opts.address, data.images.nbytes)
     trial_slots(spaces.choices(space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())  # or refuse
     say_gpu_sharing(say)
     with driver_lock(path, record):
@@ -238,7 +244,7 @@ def run_search(opts: SearchOptions, say: Callable[[str], None] = log.info) -> Se
             for source, counts in record.warm_start.items():
                 say(describe_warm_start(source, counts))
         record.write()
-        return _drive(opts, record, data)
+        return _drive(opts, record, data, say=say)
 
 
 def resume_search(name: str, address: str | None = None, tracking_uri: str | None = None,
@@ -276,13 +282,15 @@ def resume_search(name: str, address: str | None = None, tracking_uri: str | Non
         load_kept_study(path, record.name, "the search's trials are in Tune's state and MLflow, but it cannot resume")
     with driver_lock(path, record):
         end_leftovers_of(record, say)
-        dataset, data = load_trial_data(record.data, opts.limit, opts.skip_bad_images)
+        fits = functools.partial(memory.check_search, space=record.space, address=opts.address,
+                                 concurrency=opts.concurrency, cpus_per_trial=opts.cpus_per_trial, trials=opts.trials)
+        dataset, data = load_trial_data(record.data, opts.limit, opts.skip_bad_images, check=fits)
         if dataset.fingerprint != record.data_fingerprint:
             raise SearchError(
                 f"the data in {record.data} changed since {name} started (fingerprint {dataset.fingerprint[:12]} "
                 f"!= {record.data_fingerprint[:12]}); its trials would not compare: start a new search"
             )
-        record.ray_session = init_ray(opts.address)
+        record.ray_session = init_ray(opts.address, data.images.nbytes)
         # The cluster may have changed since the start: refuse trials no node can run, as a new search does.
         trial_slots(spaces.choices(record.space["model"]), opts.gpus_per_trial, opts.cpus_per_trial, cluster_has_gpu())
         say_gpu_sharing(say)
@@ -295,7 +303,8 @@ def resume_search(name: str, address: str | None = None, tracking_uri: str | Non
         from search.study import fail_zombies, finished_trial_ids
 
         fail_zombies(path, record.name, tune_trial_ids(path) or set())
-        return _drive(opts, record, data, restore=True, finished=frozenset(finished_trial_ids(path, record.name)))
+        return _drive(opts, record, data, restore=True, finished=frozenset(finished_trial_ids(path, record.name)),
+                      say=say)
 
 
 def refuse_running(record: SearchRecord) -> None:
@@ -343,13 +352,26 @@ def end_leftovers_of(record: SearchRecord, say: Callable[[str], None]) -> None:
 
 
 def _drive(opts: SearchOptions, record: SearchRecord, data, restore: bool = False,
-           finished: frozenset[str] = frozenset()) -> SearchResult:
+           finished: frozenset[str] = frozenset(), say: Callable[[str], None] = log.info) -> SearchResult:
     """Run the Tuner (a new one, or Tune's saved state restored) until the search ends; then `_finish`."""
     callbacks, tracker, stopper, outcomes = _callbacks(opts, record, data)
+    if tracker is not None and tracker.start():  # the links before the first trial: the UI shows runs as they go
+        _say_links(tracker.tracking_uri, record.name, say)
     tuner = build_tuner(opts, record, data, callbacks, restore_path=record.path if restore else None, stop=stopper,
                         finished=finished)
     started = time.time()
     return _finish(tuner.fit(), record, tracker, stopper, outcomes, started)
+
+
+def _say_links(tracking_uri: str, name: str, say: Callable[[str], None]) -> None:
+    """The MLflow UI's links to the search (search.tracking.runs.search_links); a store that fails is a warning."""
+    try:
+        from search.tracking.runs import search_links
+
+        for line in search_links(tracking_uri, name):
+            say(line)
+    except Exception as exc:  # noqa: BLE001 - tracking is best effort; the search goes on
+        log.warning("MLflow links of search %s: %s: %s", name, type(exc).__name__, exc)
 
 
 def _finish(results, record: SearchRecord, tracker, stopper, outcomes, started: float) -> SearchResult:

@@ -8,7 +8,12 @@ study outlives the search (optuna-dashboard, `optuna.load_study`, importance) an
 resume reopens it (Tune pickles the searcher with the storage's URL). It is its own
 sqlite file, never MLflow's database: both would claim the `alembic_version` table.
 
-Each Optuna trial carries its Tune trial id (user attribute `tune_trial_id`). A driver
+Each Optuna trial carries its Tune trial id (user attribute `tune_trial_id`); a trial ASHA
+stopped also carries the epoch it stopped at (STOPPED_AT_ATTR), set just before Optuna is told,
+so optuna-dashboard and `optuna.load_study` can tell it from a finished one (whose value comes
+from the last epoch). How the sampler is told (COMPLETE, or PRUNED with `pruned_below`) does not
+change. States and values agree with the report's outcomes (search/outcome.py): completed
+trials hold their last epoch's score, failed and never-run ones FAIL, unfinished ones RUNNING. A driver
 killed between Optuna's write and Tune's snapshot leaves Optuna trials RUNNING that no
 resumed search will ever finish; `fail_zombies` marks them FAIL before the resume, so
 neither TPE nor the dashboard counts them. One that finished before the kill stays
@@ -29,6 +34,10 @@ from search.record import (  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
+STOPPED_AT_ATTR = "stopped_at_epoch"
+"""user attribute of an Optuna trial ASHA stopped: the last epoch it trained"""
+
+
 def study_storage(search_path: Path):
     """An RDBStorage on the search folder's sqlite file (created on first use)."""
     import optuna
@@ -41,16 +50,19 @@ def study_storage(search_path: Path):
 class KeptOptunaSearch(OptunaSearch):
     """OptunaSearch that labels each Optuna trial with the Tune trial it became.
 
-    `pruned_below=N`: a trial that ends (without error) before epoch N, stopped by ASHA, is told to
+    `max_epochs`: the epochs a trial trains when nothing stops it (default: the `epochs` constant of a
+    search.space.make_define_by_run space); a trial that ends without error before it carries
+    STOPPED_AT_ATTR. `pruned_below=N`: a trial that ends (without error) before epoch N, stopped by ASHA, is told to
     Optuna as PRUNED, its intermediate values kept; TPE then ranks it below every finished trial,
     pruned ones by how far they got (Optuna's own model of pruning). Without it, as OptunaSearch
     does, it is COMPLETE with its last score. bench/search_efficiency.py's tpe_pruned arm measures it:
     no measurable change on 5 seeds (2026-12-01, README "Levers"), so searches keep OptunaSearch's rule.
     """
 
-    def __init__(self, *args, pruned_below: int | None = None, **kwargs) -> None:
+    def __init__(self, *args, pruned_below: int | None = None, max_epochs: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.pruned_below = pruned_below
+        self.max_epochs = max_epochs if max_epochs is not None else planned_epochs(kwargs.get("space"))
         self._finished_before: set[int] | None = None
 
     def restore(self, checkpoint_path: str) -> None:
@@ -101,6 +113,7 @@ class KeptOptunaSearch(OptunaSearch):
             self.completed().add(trial_id)
             return
         epochs = (result or {}).get("training_iteration")
+        self._mark_stopped(trial_id, epochs, error)
         if (self.pruned_below is None or error or epochs is None or int(epochs) >= self.pruned_below
                 or self.optuna_trial(trial_id) is None or trial_id in self.completed()):
             return super().on_trial_complete(trial_id, result, error)
@@ -111,6 +124,27 @@ class KeptOptunaSearch(OptunaSearch):
         except Exception as exc:  # noqa: BLE001  (as OptunaSearch: a refused tell is a warning, not a dead search)
             log.warning("Optuna refused trial %s as PRUNED: %s", trial_id, exc)
         self.completed().add(trial_id)
+
+    def _mark_stopped(self, trial_id: str, epochs, error: bool) -> None:
+        """Set STOPPED_AT_ATTR on the Optuna trial of a Tune trial that ended without error before max_epochs
+        (ASHA stopped it: a --target/--plateau stop ends trials without telling the searcher). Before the tell:
+        Optuna refuses attributes on a finished trial."""
+        max_epochs = getattr(self, "max_epochs", None)  # None in a searcher pickled before it existed
+        trial = self.optuna_trial(trial_id)
+        if error or epochs is None or max_epochs is None or int(epochs) >= max_epochs or trial is None \
+                or trial_id in self.completed():
+            return
+        try:
+            trial.set_user_attr(STOPPED_AT_ATTR, int(epochs))
+        except Exception as exc:  # noqa: BLE001  (a mark for the dashboard, never a dead search)
+            log.warning("Optuna refused the %s mark on trial %s: %s", STOPPED_AT_ATTR, trial_id, exc)
+
+
+def planned_epochs(space) -> int | None:
+    """The `epochs` constant a define-by-run space of search.space.make_define_by_run (a functools.partial)
+    was bound with; None for any other space."""
+    epochs = (getattr(space, "keywords", None) or {}).get("constants", {}).get("epochs")
+    return int(epochs) if isinstance(epochs, int) else None
 
 
 def storage_id(trial) -> int:

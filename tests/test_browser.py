@@ -106,3 +106,60 @@ def test_mlflow_ui_shows_the_search_runs_and_primary_metric(chromium, shared_sea
             stop_process_group(ui)
             save_artifact(log_path)
     assert all(p.stat().st_size > 10_000 for p in (screenshot, runs_shot, report_shot))
+
+
+@pytest.mark.timeout(420)
+def test_the_url_labeltune_ui_prints_opens_on_the_trials_best_first_with_the_searched_params(
+        chromium, shared_search, tmp_path):
+    """Issue 25, done when: a fresh browser profile (nothing in its storage) opens the URL `labeltune ui` prints and
+    sees the latest search's trials only, sorted by the best primary metric, with the searched params as columns.
+    The screenshot is docs/screenshots/mlflow_runs_view.png when $LABELTUNE_SCREENSHOTS names docs/screenshots."""
+    import os
+    import re
+    import shutil
+
+    import mlflow
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from search.tracking.runs import find_search_runs
+
+    parent, children = find_search_runs(shared_search.tracking_uri, shared_search.name)
+    client = mlflow.MlflowClient(shared_search.tracking_uri)
+    best = {c.info.run_name: client.get_run(c.info.run_id).data.metrics[f"best/{PRIMARY_METRIC}"] for c in children}
+    varied = [k for k in ("optimizer", "log10_lr", "loss")
+              if len({client.get_run(c.info.run_id).data.params.get(k) for c in children}) > 1]
+    assert varied, "the shared search varies none of optimizer, lr, loss: nothing to show"
+    port, log_path, shot = free_port(), tmp_path / "ui.log", tmp_path / "mlflow_runs_view.png"
+    ui = start_ui({**shared_search.env(), "MLFLOW_WORKERS": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                  port, log_path)
+    driver = None
+    try:
+        wait_until_serving(ui, f"http://127.0.0.1:{port}/health", log_path, timeout_s=240)
+        urls = re.findall(r"http://127\.0\.0\.1:\d+/#/experiments/\S+", log_path.read_text())
+        view = next((u for u in urls if "viewStateShareKey" in u), None)
+        assert view, f"labeltune ui printed no runs-view URL:\n{log_path.read_text()[-2000:]}"
+        driver = open_chromium(tmp_path / "fresh-profile")
+        wait = WebDriverWait(driver, 120, poll_frequency=0.5)
+        driver.get(view)
+        wait.until(lambda d: set(best) <= set(run_names(d)), f"the trials {sorted(best)} are not listed")
+        close_assistant(driver)
+        shown = run_names(driver)
+        assert shared_search.name not in shown, "the parent run sits among the trials"
+        assert shown[0] == max(best, key=best.get), f"the first row is not the best trial: {shown}"
+        headers = [h.get_attribute("col-id") or "" for h in driver.find_elements(By.CSS_SELECTOR, ".ag-header-cell")
+                   if h.is_displayed()]
+        for key in [f"metrics.`best/{PRIMARY_METRIC}`", *(f"params.`{k}`" for k in varied)]:
+            assert key in headers, f"column {key} is not visible: {headers}"
+        assert len(headers) <= 16, f"{len(headers)} columns visible: {headers}"
+        driver.save_screenshot(str(shot))
+        save_artifact(shot)
+        if os.environ.get("LABELTUNE_SCREENSHOTS"):
+            shutil.copy2(shot, os.environ["LABELTUNE_SCREENSHOTS"])
+    finally:
+        if driver is not None:
+            driver.quit()
+        stop_process_group(ui)
+        save_artifact(log_path)
+    assert "Registry store URI not provided" not in log_path.read_text()
+    assert "StarletteDeprecationWarning" not in log_path.read_text()

@@ -232,10 +232,14 @@ def test_model_card_has_every_field_and_is_logged_with_the_model(promoted, tmp_p
     assert budget, "no budget line"
     assert (int(budget[1]), int(budget[2])) == (3, trial_epochs)
     assert 0 < int(budget[3]) <= search.wall_s + 1
-    # best config: every parameter of the promoted trial
+    # best config: every parameter of the promoted trial, its optimizer's learning rate as `lr` (MLflow's name)
+    from search.readable import number
+    from search.space import lr_optimizer
+
     params = json.loads((p.source_checkpoint.parents[1] / "params.json").read_text())
     for key, value in params.items():
-        assert f"| {key} | {value} |" in card
+        assert f"| {'lr' if lr_optimizer(key) else key} | {number(value)} |" in card
+    assert "| lr_" not in card
     # per-label test precision / recall / F1 and thresholds
     for label, threshold in p.thresholds.items():
         tp, fp, fn = (p.test_per_label[f"test/{c}/{label}"] for c in ("tp", "fp", "fn"))
@@ -251,12 +255,13 @@ def test_model_card_has_every_field_and_is_logged_with_the_model(promoted, tmp_p
     assert f"source checkpoint: `{p.source_checkpoint}`" in card
     assert f"registered: `models:/labeltune@champion` (version {p.version})" in card
 
-    # logged with the model, in the promotion run (a child of the search's parent run).
+    # logged with the model, in the promotion run (in an experiment of its own, linked to the search's parent run).
     # MLflow 3.17 lists a run's logged models through a client on the DEFAULT tracking URI
     # (RunsArtifactRepository._list_model_artifacts), whatever URI this client was given.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", search.tracking_uri)
     client = mlflow.MlflowClient(search.tracking_uri)
-    assert client.get_run(p.run_id).data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert client.get_run(p.run_id).data.tags["labeltune.search_run_id"] == parent.info.run_id
+    assert "mlflow.parentRunId" not in client.get_run(p.run_id).data.tags
     logged = {a.path for a in client.list_artifacts(p.run_id, "model")}
     assert {"model/model_card.md", "model/MLmodel"} <= logged
     local = mlflow.artifacts.download_artifacts(run_id=p.run_id, artifact_path="model/model_card.md",
@@ -432,9 +437,16 @@ def test_the_search_summary_record_and_parent_run_carry_the_baselines(shared_sea
     line = next(line for line in search.stdout.splitlines() if line.startswith("baseline (no learning"))
     assert f"{PRIMARY_METRIC} {expected['baseline/val/micro_f1']:.4f}" in line
     parent, _ = find_search_runs(search.tracking_uri, search.name)
-    logged = mlflow.MlflowClient(search.tracking_uri).get_run(parent.info.run_id).data.metrics
-    assert logged["baseline/val/micro_f1"] == pytest.approx(expected["baseline/val/micro_f1"])
-    assert logged["baseline/test/map"] == pytest.approx(expected["baseline/test/map"])
+    client = mlflow.MlflowClient(search.tracking_uri)
+    logged = client.get_run(parent.info.run_id).data.metrics
+    # a few as metrics that sort and chart apart from the trials' scores, all of them in baselines.csv
+    assert logged["search/baseline_val_micro_f1"] == pytest.approx(expected["baseline/val/micro_f1"])
+    assert logged["search/baseline_test_micro_f1"] == pytest.approx(expected["baseline/test/micro_f1"])
+    assert not [key for key in logged if key.startswith("baseline/")]
+    table = client.download_artifacts(parent.info.run_id, "baselines.csv", str(search.home.parent / "baselines"))
+    rows = {row["metric"]: row for row in csv.DictReader(Path(table).read_text().splitlines())}
+    assert float(rows["map"]["test"]) == pytest.approx(expected["baseline/test/map"]) and rows["map"]["k"] == ""
+    assert int(rows["macro_f1"]["k"]) == expected["baseline/k/macro_f1"]
 
 
 # ---- issue 15: the registered version carries its figures, signature and lineage; pyfunc predicts ----------
@@ -476,7 +488,7 @@ def test_the_registered_version_has_description_signature_tags_and_the_run_metri
     assert version.run_id == p.run_id
     logged = client.get_run(version.run_id).data.metrics
     for key, value in (("test/micro_f1", p.test_per_label["test/micro_f1"]), ("val/micro_f1", p.val_micro_f1),
-                       ("baseline/test/micro_f1", p.baselines["baseline/test/micro_f1"]),
+                       ("search/baseline_test_micro_f1", p.baselines["baseline/test/micro_f1"]),
                        ("global_threshold/test/micro_f1", p.test_global["test/micro_f1"]),
                        ("val/cv_micro_f1", p.val_cv_micro_f1)):
         assert logged[key] == pytest.approx(value), key

@@ -474,6 +474,11 @@ def test_card_ensemble_config_and_policies_tables(tmp_path):
     p = hand_promotion(tmp_path, members=2)
     assert card_ensemble(p)[-1] == "| t1 | cnn4 | 4 | 1.1000 | 0.2000 | 0.3000 | 0.4000 |"
     assert card_config({"lr": 0.1, "batch_size": 32})[-2:] == ["| batch_size | 32 |", "| lr | 0.1 |"]
+    # Issue 25 item 8: as MLflow names it (`lr`, not `lr_adamw`), floats at 4 significant figures
+    searched = {"optimizer": "adamw", "lr_adamw": 1.1851473873082037e-05, "weight_decay": 0.00012345678901234567,
+                "batch_size": 32}
+    assert card_config(searched)[-4:] == ["| batch_size | 32 |", "| lr | 1.185e-05 |", "| optimizer | adamw |",
+                                          "| weight_decay | 0.0001235 |"]
     rows = [line for line in card_policies(p) if line.startswith("| ") and "micro F1 |" not in line]
     assert [row.split(" | ")[0] for row in rows] == [
         "| trial's own (0.40)", "| global, re-chosen on val (0.45)", "| per-label"]
@@ -540,7 +545,7 @@ def test_lineage_tags_link_the_parent_and_the_trial_run_or_warn(tmp_path, caplog
     p = hand_promotion(tmp_path, members=2)
     tags = lineage_tags(p, run("parent"), [run("other", "t9"), run("mine", "t0")], "sqlite:///x")
     assert tags == {"labeltune.search": "s", "labeltune.role": "promotion", "labeltune.trial_id": "t0",
-                    "labeltune.checkpoint": str(p.source_checkpoint), "mlflow.parentRunId": "parent",
+                    "labeltune.checkpoint": str(p.source_checkpoint), "labeltune.search_run_id": "parent",
                     "labeltune.trial_run_id": "mine", "labeltune.ensemble": "t0,t1"}
     assert (p.parent_run_id, p.trial_run_id) == ("parent", "mine")
 
@@ -592,9 +597,10 @@ def test_registered_metrics_are_the_numbers_of_the_promotion(tmp_path):
     p.test_per_label = {"test/micro_f1": 0.5, "test/tp/a": 3, "test/note": "text", "test/flag": True}
     p.test_global = {"test/micro_f1": 0.4, "test/flag": np.bool_(True)}
     p.val["per-label"] = {"val/micro_f1": 0.7, "val/f1/a": 0.9}
-    p.baselines = {"baseline/val/micro_f1": 0.5}
-    assert registered_metrics(p) == {"test/micro_f1": 0.5, "test/tp/a": 3.0, "global_threshold/test/micro_f1": 0.4,
-                                     "val/micro_f1": 0.7, CV_METRIC: 0.61, "baseline/val/micro_f1": 0.5}
+    p.baselines = {"baseline/val/micro_f1": 0.5, "baseline/val/macro_f1": 0.2}
+    # a few keys (the promotion's experiment charts them); every figure is in promotion_scores.csv
+    assert registered_metrics(p) == {"test/micro_f1": 0.5, "global_threshold/test/micro_f1": 0.4,
+                                     "val/micro_f1": 0.7, CV_METRIC: 0.61, "search/baseline_val_micro_f1": 0.5}
 
 
 def test_describe_version_writes_description_tags_and_the_alias_only_when_set(tmp_path):

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import shutil
+import types
 from pathlib import Path
 
 import pytest
@@ -257,32 +258,133 @@ def test_parallel_coordinates_have_one_log_lr_axis(small, tmp_path):
     assert lr.position(1e-5) == 0.0 and lr.position(1e-3) == pytest.approx(0.4)
     assert math.isnan(axes[names.index("width")].position(None))  # a backbone has no width: a gap in its line
     written = write_report(path)
-    for figure in ("history", "parallel"):
+    for figure in ("overview", "history", "parallel"):
         assert (path / FIGURES[figure]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({FIGURES[figure]})" in written.read_text()
 
 
-def test_log_to_run_logs_the_files_and_importance_metrics(big, tmp_path):
+def test_parallel_coordinates_leave_out_the_axes_no_drawn_trial_has():
+    """Issue 25 item 8: no asl_* axes when no trial used the asymmetric loss, no width when none trained a small CNN."""
+    from search import space as spaces
+    from search.report import parallel_axes
+
+    space = spaces.load_space("quick")
+    bce = {"model": "efficientnet_lite0", "optimizer": "adamw", "lr_adamw": 1e-3, "loss": "bce", "batch_size": 32}
+    asl = {**bce, "model": "cnn4", "width": 0.5, "loss": "asl", "asl_gamma_neg": 4.0, "asl_gamma_pos": 0.0,
+           "asl_clip": 0.05}
+    everything = [a.name for a in parallel_axes(space)]
+    assert {"asl_gamma_neg", "width", "threshold"} <= set(everything)  # the space alone: every searched axis
+    assert [a.name for a in parallel_axes(space, [bce])] == ["model", "optimizer", "lr", "loss", "batch_size"]
+    assert [a.name for a in parallel_axes(space, [bce, asl])] == [n for n in everything if n in {**bce, **asl, "lr": 1}]
+
+
+def test_each_model_optimizer_and_loss_has_its_trials_best_and_median(small, tmp_path):
+    """Issue 25 item 5: below the importance minimum the report says what each choice scored, with the baseline."""
+    from search.cli.report import text_lines
+    from search.report import BY_CHOICE, analyse
+    from search.report_text import CHOICE_SECTION, write_report
+
+    report = analyse(small)
+    # `small`: t000, t003 on STRONG ran all 9 epochs (best 0.8 + 0.001 i + 0.08); cnn4 t001 (1 epoch), t004 (3);
+    # cnn5 t002 (3 epochs), t005 (1): best 0.2 + 0.001 i + 0.01 (epochs - 1).
+    models = [(g.choice, g.trials, g.best, g.median, g.full) for g in report.by_choice["model"]]
+    assert models == [(STRONG, 2, pytest.approx(0.883), pytest.approx(0.8815), [True, True]),
+                      ("cnn5", 2, pytest.approx(0.222), pytest.approx(0.2135), [False, False]),
+                      ("cnn4", 2, pytest.approx(0.224), pytest.approx(0.2125), [False, False])]
+    space = report.record.space
+    for param in BY_CHOICE:
+        groups = report.by_choice[param]
+        assert {g.choice for g in groups} == set(space[param]), param  # untried choices too
+        assert sum(g.trials for g in groups) == 6
+        tried = [g.median for g in groups if g.trials]
+        assert tried == sorted(tried, reverse=True) and all(g.best is None for g in groups[len(tried):])
+    text = "\n".join(text_lines(report))
+    assert f"{STRONG:<20}       2    0.8830    0.8815" in text and "  no-learning baseline  " in text
+    assert "fewer than the 30 importance needs, so this is the view that says what mattered" in text
+    markdown = write_report(copy_of(small, tmp_path), report).read_text()
+    assert f"## {CHOICE_SECTION}" in markdown and "![What mattered](report_overview.png)" in markdown
+
+
+def test_above_the_importance_minimum_the_choices_stay_beside_ped_anova(big):
+    from search.report import analyse
+    from search.report_text import CHOICE_SECTION, sections
+
+    report = analyse(big)
+    body = sections(report)
+    assert report.importance.values and body["Hyperparameter importance"][0].startswith("PED-ANOVA on 30 trials")
+    assert "importance needs" not in body[CHOICE_SECTION][0]
+    assert sum(g.trials for g in report.by_choice["model"]) == len(report.trials) == 30
+
+
+class FakeClient:
+    """The MlflowClient calls log_to_run makes, recorded."""
+
+    def __init__(self):
+        self.artifacts, self.metrics, self.tags = [], [], {}
+
+    def log_artifact(self, run_id, local_path, artifact_path=None):
+        self.artifacts.append((run_id, Path(local_path).name, artifact_path, Path(local_path).read_bytes()))
+
+    def log_batch(self, run_id, metrics=()):
+        self.metrics += [(run_id, m.key, m.value, m.step) for m in metrics]
+
+    def set_tag(self, run_id, key, value):
+        self.tags[(run_id, key)] = value
+
+    def get_run(self, run_id):
+        tags = {key: value for (run, key), value in self.tags.items() if run == run_id}
+        return types.SimpleNamespace(data=types.SimpleNamespace(tags=tags))
+
+
+def test_log_to_run_logs_the_files_and_the_importance_table(big, tmp_path):
+    import csv
+    import io
+
     from search.report import MIN_TRIALS_FOR_IMPORTANCE
-    from search.tracking.report import ARTIFACT_DIR, log_to_run
+    from search.tracking.report import ARTIFACT_DIR, IMPORTANCE_TABLE, log_to_run
 
-    class Client:
-        def __init__(self):
-            self.artifacts, self.metrics = [], []
-
-        def log_artifact(self, run_id, local_path, artifact_path=None):
-            self.artifacts.append((run_id, Path(local_path).name, artifact_path))
-
-        def log_batch(self, run_id, metrics=()):
-            self.metrics += [(run_id, m.key, m.value, m.step) for m in metrics]
-
-    client = Client()
+    client = FakeClient()
     report = log_to_run(client, "run1", copy_of(big, tmp_path))
-    assert {name for _, name, _ in client.artifacts} == {"report.md", "report_history.png", "report_parallel.png",
-                                                         "report_importance.png"}
-    assert {(run, where) for run, _, where in client.artifacts} == {("run1", ARTIFACT_DIR)}
-    assert {key: value for _, key, value, _ in client.metrics} == {f"importance/{k}": v for k, v in report.importance.values.items()}
-    assert {step for *_, step in client.metrics} == {MIN_TRIALS_FOR_IMPORTANCE}
+    assert {(name, where) for _, name, where, _ in client.artifacts} == {
+        ("overview.png", None), *((name, ARTIFACT_DIR) for name in (
+            "report.md", "report_overview.png", "report_history.png", "report_parallel.png", "report_importance.png",
+            IMPORTANCE_TABLE))}
+    assert {run for run, *_ in client.artifacts} == {"run1"}
+    assert client.metrics == []  # importance is a table: the experiment's columns stay few (issue 25)
+    (table,) = [body for _, name, _, body in client.artifacts if name == IMPORTANCE_TABLE]
+    rows = list(csv.DictReader(io.StringIO(table.decode())))
+    assert {r["param"]: float(r["importance"]) for r in rows} == pytest.approx(report.importance.values, rel=1e-5)
+    assert {int(r["trials"]) for r in rows} == {MIN_TRIALS_FOR_IMPORTANCE}
+    note = client.tags[("run1", "mlflow.note.content")]
+    assert "**PED-ANOVA importance**" in note and f"model {report.importance.values['model']:.2f}" in note
+
+
+def test_the_parent_run_description_opens_with_the_best_trial_against_the_baseline_then_each_choice(small, tmp_path):
+    """Issue 25 items 4 and 5: the parent run's first screen; its chart at the top of the artifacts."""
+    from search.tracking.report import NOTE_LIMIT, REPORT_END, log_to_run
+
+    client = FakeClient()
+    client.set_tag("run1", "mlflow.note.content", "labeltune search **demo**: 6 trials x 9 epochs\n- data: `/d`")
+    path = copy_of(small, tmp_path)
+    log_to_run(client, "run1", path)
+    report = log_to_run(client, "run1", path)  # a resume's end: the report part is replaced, the tracker's kept
+    note = client.tags[("run1", "mlflow.note.content")]
+    assert note.count(REPORT_END) == 1 and note.count("**Search `demo`**") == 1
+    assert note.endswith(f"{REPORT_END}\n\nlabeltune search **demo**: 6 trials x 9 epochs\n- data: `/d`\n")
+    lines = note.splitlines()
+    assert lines[0] == ("**Search `demo`** (finished): 6 trials of 6 (2 finished, 4 stopped early, 0 failed), "
+                        "26 trial-epochs.")
+    assert lines[2] == (f"Best trial `t003`: {PRIMARY_METRIC} **0.8830** at epoch 9 against **0.3000** for the "
+                        f"no-learning baseline (predict people): +0.5830.")
+    assert "![what mattered](get-artifact?path=overview.png&run_uuid=run1)" in lines
+    for param in ("model", "optimizer", "loss"):
+        table = lines[lines.index(f"| {param} | trials | best | median |"):]
+        rows = table[2:2 + len(report.by_choice[param]) + 1]
+        assert rows[-1] == "| _no-learning baseline_ | | 0.3000 | |"  # every table next to its baseline
+        assert [row.split(" | ")[0].strip("| ") for row in rows[:-1]] == [g.choice for g in report.by_choice[param]]
+    assert f"| {STRONG} | 2 | 0.8830 | 0.8815 |" in lines and "PED-ANOVA" not in note and len(note) < NOTE_LIMIT
+    chart = [data for _, name, where, data in client.artifacts if name == "overview.png"][-1]
+    assert chart[:8] == b"\x89PNG\r\n\x1a\n" and chart == report.figures["overview"].read_bytes()
 
 
 def test_a_failing_report_only_warns_at_the_end_of_a_search(tmp_path, monkeypatch, caplog):
@@ -326,7 +428,8 @@ def test_the_report_command_prints_the_sections_and_writes_report_md(small, tmp_
     path = copy_of(small, tmp_path)
     result = CliRunner().invoke(main, ["report", "demo", "--storage", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    for section in ("Top trials", "Hyperparameter importance", "Optimisation history", "Where the budget went",
+    for section in ("Top trials", "What each choice scored", "Hyperparameter importance", "Optimisation history",
+                    "Where the budget went",
                     "too few trials", "baseline (no learning", f"written: {path / 'report.md'}"):
         assert section in result.output, section
     markdown = (path / "report.md").read_text()

@@ -95,7 +95,8 @@ def test_the_console_shows_only_labeltunes_lines_within_80_columns(finished_sear
              "A new study created", "View detailed results", "mlflow.store", "decode:", "Downloading artifacts")
     assert not [n for n in noise if n in stdout + stderr], stdout + stderr
     live = stdout.split(f"\nsearch {name}:")[0]  # the live table: the terminal is 80 columns when piped
-    assert live.strip() and max(len(line) for line in live.splitlines()) <= 80
+    # the MLflow links' URLs cannot be wrapped
+    assert live.strip() and max(len(line) for line in live.splitlines() if "://" not in line) <= 80
     assert re.search(r"ASHA stopped \d+ of 6 completed trials early \(rungs at epoch 1\)", stdout)
 
 
@@ -133,13 +134,15 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(finished_search):
     for child in children:
         assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert {"model", "optimizer", "loss", "threshold", "batch_size"} <= set(child.data.params)
+        assert {"model", "optimizer", "loss", "threshold", "lr", "log10_lr"} <= set(child.data.params)
+        assert "batch_size" not in child.data.params  # the space fixes it: a param of the parent
         history = client.get_metric_history(child.info.run_id, PRIMARY_METRIC)
         trial_id = child.data.tags["labeltune.trial_id"]
         expected = [r[PRIMARY_METRIC] for r in rows[f"trial_{trial_id}"]]
         assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(1, len(expected) + 1))
         assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(expected)
-        assert len(child.data.metrics) <= 30 and child.data.metrics["best/val/micro_f1"] == pytest.approx(max(expected))
+        assert len(child.data.metrics) <= 20 and child.data.metrics["best/val/micro_f1"] == pytest.approx(max(expected))
+    assert client.get_run(parent.info.run_id).data.params["batch_size"] == "32"
     # The search wires the dataset into every run: the runs table's Dataset column.
     record = json.loads((home / "runs" / name / "labeltune_search.json").read_text())
     for run in [parent, *children]:
@@ -205,7 +208,7 @@ def test_a_warm_started_search_starts_its_study_from_the_earlier_trials(finished
     trials = optuna.load_study(study_name="w1", storage=study_url(home / "runs" / "w1")).get_trials()
     assert len(trials) == 8 and sum(t.user_attrs.get("warm_start_from") == name for t in trials) == 6
     parent, _ = mlflow_runs(home, "w1")
-    assert parent.data.tags["warm_start"] == f"{name} (6 trials)"
+    assert f"- warm start: {name} (6 trials)" in parent.data.tags["mlflow.note.content"]  # the run's description
 
 
 @pytest.mark.timeout(300)

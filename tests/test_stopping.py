@@ -90,7 +90,7 @@ def test_pruned_below_tells_optuna_the_trials_asha_stopped_as_pruned_with_their_
     states = {}
     for pruned_below in (3, None):
         search = KeptOptunaSearch(space=space, metric=PRIMARY_METRIC, mode="max", pruned_below=pruned_below,
-                                  sampler=optuna.samplers.RandomSampler(seed=0))
+                                  max_epochs=3, sampler=optuna.samplers.RandomSampler(seed=0))
         for trial_id, scores in results.items():
             search.suggest(trial_id)
             for epoch, score in enumerate(scores, start=1):
@@ -99,6 +99,8 @@ def test_pruned_below_tells_optuna_the_trials_asha_stopped_as_pruned_with_their_
             search.on_trial_complete(trial_id, last, error=trial_id == "failed")
         trials = search._ot_study.get_trials()
         states[pruned_below] = [(t.state, t.value, t.user_attrs["tune_trial_id"]) for t in trials]
+        # either way, only the trial ASHA stopped carries the epoch it stopped at (search/study.py STOPPED_AT_ATTR)
+        assert [t.user_attrs.get("stopped_at_epoch") for t in trials] == [1, None, None]
     assert states[3] == [(TrialState.PRUNED, 0.3, "stopped"), (TrialState.COMPLETE, 0.5, "finished"),
                          (TrialState.COMPLETE, 0.1, "failed")]  # a result with an error: OptunaSearch's own rule
     assert states[None][0][:2] == (TrialState.COMPLETE, 0.3)  # OptunaSearch's: the last score, COMPLETE

@@ -53,6 +53,8 @@ def promote(search_name, metric, alias, model_name, tracking_uri, storage, card,
     if p.version:
         click.echo(f"registered models:/{p.model_name}/{p.version}" +
                    (f" as @{p.alias}" if p.alias_set else " (alias not moved)"))
+        for line in promotion_links(p, tracking_uri, storage):
+            click.echo(line)
     if card:
         import shutil
 
@@ -64,6 +66,23 @@ def promote(search_name, metric, alias, model_name, tracking_uri, storage, card,
             raise click.ClickException(p.baseline_line())
         click.echo(f"warning: {p.decision_line()} ({p.baseline_rule}); promoted anyway (--allow-below-baseline)",
                    err=True)
+
+
+def promotion_links(p, tracking_uri: str | None, storage: str | None) -> list[str]:
+    """The MLflow UI's links to a registered promotion `p`: its run, the registered version, the search's trials
+    (the store: `tracking_uri`, else the search's, as promote registers)."""
+    import mlflow
+
+    from search.record import SearchRecord, search_dir
+    from search.tracking.runs import model_version_url, run_url, search_links, ui_address
+
+    uri = store.tracking_uri(tracking_uri or SearchRecord.read(search_dir(p.search, storage)).tracking_uri)
+    ui = ui_address(uri)
+    experiment_id = mlflow.MlflowClient(uri).get_run(p.run_id).info.experiment_id
+    where = "" if uri.startswith(("http://", "https://")) else " (with `labeltune ui` running)"
+    return [f"MLflow{where}: the promotion's run: {run_url(ui, experiment_id, p.run_id)}",
+            f"MLflow: the registered version: {model_version_url(ui, p.model_name, p.version)}",
+            *search_links(uri, p.search, ui)[:1]]
 
 
 @click.command()
@@ -94,9 +113,10 @@ def pred(checkpoint_path, registered, tracking_uri, images_dir, out, scores, dev
                                     f"--skip-bad-images to leave it out")
     paths = [path for path in paths if not data_mod.breaks_tsv(path)]
     if registered:
-        from search.tracking.registry import resolve_registered
+        from search.tracking.registry import registered_checkpoint, resolved_line
 
-        checkpoint_path = resolve_registered(registered, tracking_uri)
+        checkpoint_path, version = registered_checkpoint(registered, tracking_uri)
+        click.echo(resolved_line(registered, version))
     predictor = load_predictor(ckpt_io.load(checkpoint_path), device)  # a single checkpoint or an ensemble
     images, kept = data_mod.decode_files(paths, predictor.cfg.color, progress=True, skip_bad_images=skip_bad_images)
     if not kept:

@@ -93,8 +93,10 @@ def print_summary(result) -> None:
         click.echo(f"    {row['trial_id']:<14}{row[PRIMARY_METRIC]:>14.4f}{row['best_epoch']:>7}{row['epochs']:>4}  "
                    f"{describe(row['config'])}")
     if result.parent_run_id:
-        click.echo(f"\nMLflow: run `labeltune ui` and open experiment 'labeltune', parent run {result.name} "
-                   f"({result.parent_run_id}); store {result.tracking_uri}")
+        from search.tracking.runs import search_links
+
+        links = search_links(result.tracking_uri, result.name)
+        click.echo("\n" + "\n".join([*links, f"MLflow store: {result.tracking_uri}"]))
     click.echo(f"promote the best trial: labeltune promote --search {result.name}")
 
 

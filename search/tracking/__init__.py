@@ -1,7 +1,8 @@
 """Everything labeltune writes to or reads from MLflow, in one package (trainable/ imports no MLflow).
 
     names.py      every tag and metric name (standard library only)
-    runs.py       the store: open_experiment, check_store, find_search_runs, mlflow_uris
+    runs.py       the store: open_experiment, check_store, find_search_runs, mlflow_uris; the UI's links, saved views
+    columns.py    what a run shows: a trial's searched params, the search's constants, description, baselines
     callback.py   MLflowTracker, the Tune callback that is a search's only MLflow writer
     report.py     the search report on the parent run
     registry.py   promotion's run, the registered version and its alias; resolving NAME@ALIAS

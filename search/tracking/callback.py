@@ -14,15 +14,21 @@ writers). Runs are found again by tags, so a resumed search (`search --resume NA
 driver with a fresh tracker, given `get_state()` of Tune's last snapshot through `set_state`)
 continues the same parent and child runs instead of leaving duplicates behind:
 
-    parent   tags labeltune.search=<name>, labeltune.role=parent; run name = search name
+    parent   tags labeltune.search=<name>, labeltune.role=parent; run name = search name; params = the
+             search's constants (columns.constant_params); the description (columns.search_description)
     child    tags labeltune.search=<name>, labeltune.role=trial, labeltune.trial_id=<id>,
-             mlflow.parentRunId=<parent run id>; run name = <model>-<optimizer>-<5 chars of the id>;
-             params = trial config with one `lr` (the chosen optimizer's `lr_<optimizer>`)
+             mlflow.parentRunId=<parent run id>; run name = <model>-<optimizer>-<trial id>, the id the
+             console prints; params = what the space varies (columns.trial_params), one `lr` (the chosen
+             optimizer's `lr_<optimizer>`) and its `log10_lr`
+
+The parent holds the no-learning baselines: BASELINE_METRICS as `search/baseline_...` metrics (no trial
+score: they sort and chart apart), all of them with the label counts in BASELINE_TABLE. `start()` opens it
+(and saves the search's runs view, runs.save_view) before Tune runs, so the driver can print the links.
 
 What a child holds, so that the runs table and a trial's charts stay readable: EPOCH_METRICS
-at step = epoch; at the trial's end `best/<PRIMARY_METRIC>`, `best_epoch` and
-`best/val/f1/<label>` (step 0), LABEL_TABLE (per-label figures and confusion counts of the best
-epoch), curves.png and confusion.png (best epoch); TIME_TABLE (where each trained epoch's time went,
+at step = epoch; at the trial's end `best/<PRIMARY_METRIC>` and `best_epoch` (step 0), LABEL_TABLE
+(per-label figures and confusion counts of the best epoch, never metrics), curves.png and
+confusion.png (best epoch); TIME_TABLE (where each trained epoch's time went,
 trainable/timing.py) with two summary metrics, TIME_TRAIN_SHARE and TIME_EPOCH_MEDIAN (step 0; the
 `time/` keys of the results are never logged per epoch). The tracker adds what only the driver
 sees: each start's placement (first seen PENDING until Tune starts it) and the trial's finish (its
@@ -50,17 +56,19 @@ import mlflow
 from mlflow.data.sources import LocalArtifactDatasetSource
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH
+from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from search.space import merge_lr
 import search.tracking.names as names
+from search.tracking.columns import (baseline_metrics, constant_params, searched_params, trial_params,
+                                     write_baseline_table)
 from search.tracking.names import (BEST_EPOCH, BEST_MARK, BEST_PREFIX, BEST_TAG, EPOCH_METRICS, EXPERIMENT, LABEL_TABLE,
                                    PARENT_RUN_TAG, ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, SEARCH_TAG, STOP_TAG,
                                    TIME_EPOCH_MEDIAN, TIME_TABLE, TIME_TRAIN_SHARE, TRIAL_TAG)
 from search.tracking.runs import (best_row, child_filter, epoch_history, is_number, open_experiment, parent_filter,
-                                  search_runs)
+                                  save_view, search_runs)
 from trainable import plots, timing
 from trainable.errors import first_line
 from trainable.metrics import PER_LABEL_METRICS, PRIMARY_METRIC, PRIMARY_MODE
@@ -95,11 +103,15 @@ class MLflowTracker(Callback):
     def __init__(self, tracking_uri: str, search_name: str, parent_tags: dict[str, str] | None = None,
                  experiment: str = EXPERIMENT, max_epochs: int | None = None,
                  parent_metrics: dict[str, float] | None = None, dataset: dict | None = None,
-                 stopper: Any = None, outcomes: Any = None) -> None:
+                 stopper: Any = None, outcomes: Any = None, space: dict | None = None,
+                 constants: dict | None = None, description: str = "") -> None:
         """`stopper`: the search's SearchStopper (listed before the tracker), so that a trial it ended is
         not counted as stopped early by ASHA. `dataset`: the search's data, logged as a dataset input of every run (DATASET_KEYS):
         {"name": str, "folder": str, "fingerprint": str, "n_images": int, "labels": [str],
-        "label_counts": {label: positives}}; None logs none."""
+        "label_counts": {label: positives}}; None logs none. `parent_metrics`: the search's baselines
+        (trainable.baselines' keys). `space`: the search space, so that a trial logs only what it varies (None:
+        every key of its config) and the parent what it fixes, with `constants` (data, epochs, seeds).
+        `description`: the parent run's (markdown)."""
         if dataset is not None:
             unknown = set(dataset) - set(DATASET_KEYS)
             missing = {"folder", "fingerprint"} - set(dataset)
@@ -110,6 +122,9 @@ class MLflowTracker(Callback):
         self.tracking_uri = tracking_uri
         self.parent_metrics = {str(k): float(v) for k, v in (parent_metrics or {}).items()}
         """logged on the parent run when it is created (the search's baselines)"""
+        self.space = space
+        self.constants = dict(constants or {})
+        self.description = description
         self.search_name = search_name
         self.parent_tags = {str(k): str(v) for k, v in (parent_tags or {}).items()}
         self.experiment = experiment
@@ -134,6 +149,8 @@ class MLflowTracker(Callback):
         """trial id -> seconds from PENDING to started, until the start's first timed result takes it"""
         self._warned: set[str] = set()
         self._client: mlflow.MlflowClient | None = None
+        self._started = False
+        """this driver opened the parent (start()); not pickled: a resumed driver opens it again"""
 
     # Tune pickles callbacks into its experiment state; a resumed search unpickles them on a new driver.
     def __getstate__(self) -> dict:
@@ -141,10 +158,12 @@ class MLflowTracker(Callback):
         state["_client"] = None
         state["_last_step"] = None  # a resumed driver asks MLflow: the old one may have logged after this snapshot
         state["_pending_since"], state["_placement"] = {}, {}  # this driver's clock; a resumed one sees PENDING again
+        state["_started"] = False
         return state
 
     def __setstate__(self, state: dict) -> None:
-        defaults = {"dataset": None, "_best": {}, "outcomes": None, "_timing": {}, "_pending_since": {}, "_placement": {}}
+        defaults = {"dataset": None, "_best": {}, "outcomes": None, "_timing": {}, "_pending_since": {},
+                    "_placement": {}, "space": None, "constants": {}, "description": "", "_started": False}
         self.__dict__.update({**defaults, **state})  # pickled before these existed
 
     # `search --resume` gives Tune a fresh tracker; Tune hands it what get_state returned at its last snapshot.
@@ -171,7 +190,21 @@ class MLflowTracker(Callback):
     def setup(self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None,
               **info: Any) -> None:
         """Find the search's parent run (a resumed search) and set it RUNNING again, or create it."""
-        self._open_parent(total_num_samples)
+        self._start()
+
+    @_guarded
+    def start(self) -> str | None:
+        """Open the parent run before Tune runs (`setup` then does nothing) and save the search's runs view; returns
+        the parent run id (None when the store failed: a warning)."""
+        return self._start()
+
+    def _start(self) -> str:
+        if not getattr(self, "_started", False):  # once per driver
+            self._open_parent()
+            save_view(self.client, self._experiment_id, self.search_name,
+                      searched_params(self.space) if self.space is not None else [])
+            self._started = True
+        return self.parent_run_id
 
     @_guarded
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
@@ -275,7 +308,7 @@ class MLflowTracker(Callback):
         """
         from search.outcome import COMPLETED, count, outcome_of
 
-        parent_id = self._open_parent(None) if self.parent_run_id is None else self.parent_run_id
+        parent_id = self._open_parent() if self.parent_run_id is None else self.parent_run_id
         outcomes = getattr(getattr(self, "outcomes", None), "trials", None)  # a tracker given no Outcomes decides alike
         if not outcomes:
             outcomes = {str(t.trial_id): outcome_of(t, self.max_epochs or 0, self.stopper) for t in trials}
@@ -299,8 +332,6 @@ class MLflowTracker(Callback):
         counts = count(outcomes)
         tags = {
             names.TRIALS_TAG: str(sum(n for k, n in counts.items() if k != "never_ran")),
-            names.STOPPED_EARLY_COUNT_TAG: str(counts["stopped_early"]),
-            names.FAILED_COUNT_TAG: str(counts["failed"]),
             names.OUTCOMES_TAG: json.dumps(counts),
             **({names.ORPHANED_COUNT_TAG: str(orphaned)} if orphaned else {}),
         }
@@ -336,7 +367,7 @@ class MLflowTracker(Callback):
 
     # ---- helpers ----------------------------------------------------------------------------------
 
-    def _open_parent(self, total_num_samples: int | None) -> str:
+    def _open_parent(self) -> str:
         self._experiment_id = open_experiment(self.experiment, self.tracking_uri)
         found = search_runs(self.client, [self._experiment_id], parent_filter(self.search_name))
         if found:
@@ -344,17 +375,24 @@ class MLflowTracker(Callback):
             self.client.update_run(parent.info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
             log.info("MLflow: search %s resumes parent run %s", self.search_name, parent.info.run_id)
             self.parent_run_id = parent.info.run_id
-        else:
-            tags = {**self.parent_tags, SEARCH_TAG: self.search_name, ROLE_TAG: ROLE_PARENT}
-            if total_num_samples is not None:
-                tags.setdefault(names.NUM_SAMPLES_TAG, str(total_num_samples))
-            parent = self.client.create_run(self._experiment_id, tags=tags, run_name=self.search_name)
-            now = int(time.time() * 1000)
-            self.client.log_batch(parent.info.run_id,
-                                  metrics=[Metric(k, v, now, 0) for k, v in getattr(self, "parent_metrics", {}).items()])
-            self._log_dataset(parent.info.run_id)
-            log.info("MLflow: search %s -> parent run %s (%s)", self.search_name, parent.info.run_id, self.tracking_uri)
-            self.parent_run_id = parent.info.run_id
+            return self.parent_run_id
+        tags = {**self.parent_tags, SEARCH_TAG: self.search_name, ROLE_TAG: ROLE_PARENT}
+        if getattr(self, "description", ""):
+            tags[names.DESCRIPTION_TAG] = self.description
+        parent = self.client.create_run(self._experiment_id, tags=tags, run_name=self.search_name)
+        self.parent_run_id = parent.info.run_id
+        baselines = getattr(self, "parent_metrics", {})
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, 0) for k, v in baseline_metrics(baselines).items()]
+        space = getattr(self, "space", None)
+        params = constant_params(space, self.constants) if space is not None else {}
+        self.client.log_batch(self.parent_run_id, metrics=metrics, params=[Param(k, v) for k, v in params.items()])
+        if baselines:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = write_baseline_table(baselines, Path(tmp) / names.BASELINE_TABLE)
+                self.client.log_artifact(self.parent_run_id, str(path))
+        self._log_dataset(self.parent_run_id)
+        log.info("MLflow: search %s -> parent run %s (%s)", self.search_name, self.parent_run_id, self.tracking_uri)
         return self.parent_run_id
 
     def _child_run(self, trial: Any, create: bool) -> tuple[str | None, bool]:
@@ -363,7 +401,7 @@ class MLflowTracker(Callback):
         if trial_id in self._children:
             return self._children[trial_id], False
         if self.parent_run_id is None:
-            self._open_parent(None)
+            self._open_parent()
         found = search_runs(self.client, [self._experiment_id], child_filter(self.search_name, trial_id))
         if found:
             run_id = min(found, key=lambda run: run.info.start_time or 0).info.run_id
@@ -376,7 +414,9 @@ class MLflowTracker(Callback):
             PARENT_RUN_TAG: self.parent_run_id, SEARCH_TAG: self.search_name, ROLE_TAG: ROLE_TRIAL, TRIAL_TAG: trial_id})
         self._children[trial_id] = run.info.run_id
         # Params once, at creation: logging a param again with another value raises in MLflow.
-        params = [Param(key, value) for key, value in _config_params(config).items()]
+        space = getattr(self, "space", None)
+        searched = searched_params(space) if space is not None else None
+        params = [Param(key, value) for key, value in trial_params(config, searched).items()]
         for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
             self.client.log_batch(run.info.run_id, params=params[start:start + MAX_PARAMS_TAGS_PER_BATCH])
         self._log_dataset(run.info.run_id)
@@ -398,18 +438,17 @@ class MLflowTracker(Callback):
             self._best[trial_id] = {"epoch": step, "value": float(value), "figures": _label_figures(result)}
 
     def _log_best_epoch(self, run_id: str, trial_id: str, last: dict) -> None:
-        """best/<PRIMARY_METRIC> and best_epoch (over the epochs the run holds), best/val/f1/<label>, LABEL_TABLE,
-        curves.png and confusion.png (best epoch)."""
+        """best/<PRIMARY_METRIC> and best_epoch (over the epochs the run holds), LABEL_TABLE (the per-label figures:
+        no metrics), curves.png and confusion.png (best epoch)."""
         history = epoch_history(self.client, run_id)
         # A tracker that kept nothing (state lost): the last epoch's figures, labelled with their epoch.
         kept = self._best.get(trial_id) or {"epoch": last.get("training_iteration"), "figures": _label_figures(last)}
         figures, labels = kept["figures"], _labels(kept["figures"])
         now = int(time.time() * 1000)
-        metrics = [Metric(f"{BEST_PREFIX}{key}", float(figures[key]), now, 0)
-                   for key in (f"val/f1/{label}" for label in labels) if key in figures]
+        metrics = []
         best = best_row(history)
         if best is not None:
-            metrics += [Metric(f"{BEST_PREFIX}{PRIMARY_METRIC}", best[PRIMARY_METRIC], now, 0),
+            metrics = [Metric(f"{BEST_PREFIX}{PRIMARY_METRIC}", best[PRIMARY_METRIC], now, 0),
                         Metric(BEST_EPOCH, float(best["epoch"]), now, 0)]
             if kept["epoch"] != best["epoch"]:
                 log.info("MLflow: trial %s: per-label figures are from epoch %s, its best epoch %s was not kept",
@@ -515,11 +554,9 @@ def _write_time_table(rows: list[dict], path: Path) -> Path:
 
 
 def _run_name(trial_id: str, config: dict) -> str:
-    """'<model>-<optimizer>-<short id>' ('efficientnet_lite0-adamw-a1b2c'); parts the config lacks are left out."""
-    # A searcher's trial id is random hex ('a1b2c3d4'); Tune's own is '<experiment>_<counter>' ('3e5d2_00001').
-    head, _, counter = trial_id.rpartition("_")
-    short = (counter if head else trial_id)[:5]
-    return "-".join(str(part) for part in (config.get("model"), config.get("optimizer"), short) if part)
+    """'<model>-<optimizer>-<trial id>' ('efficientnet_lite0-adamw-0ecb96b5'): the whole id, as the console prints it
+    (search/progress.py, the summary's top trials); parts the config lacks are left out."""
+    return "-".join(str(part) for part in (config.get("model"), config.get("optimizer"), trial_id) if part)
 
 
 def _dataset_input(dataset: dict) -> DatasetInput:
@@ -535,18 +572,6 @@ def _dataset_input(dataset: dict) -> DatasetInput:
                      source_type=source._get_source_type(), source=source.to_json(),
                      profile=json.dumps(profile, default=int))
     return DatasetInput(entity, tags=[InputTag(MLFLOW_DATASET_CONTEXT, "train")])
-
-
-def _config_params(config: dict, prefix: str = "") -> dict[str, str]:
-    """Flatten a trial config to MLflow params; values as strings cut to MLflow's length limit."""
-    params = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            params.update(_config_params(value, prefix=f"{name}/"))
-        else:
-            params[name] = str(value)[:MAX_PARAM_VAL_LENGTH]
-    return params
 
 
 def _trial_error_text(trial: Any) -> str:

@@ -1,13 +1,21 @@
-"""Promotion in the MLflow registry: the promotion run under the search's parent, the pyfunc model with labeltune's
-checkpoint and card inside, the version's description, tags and alias; and NAME@ALIAS back to a checkpoint.
+"""Promotion in the MLflow registry: the promotion run, the pyfunc model with labeltune's checkpoint and card inside,
+the version's description, tags and alias; and NAME@ALIAS back to a checkpoint.
 
     register_model(promotion, record, "labeltune", "champion", uri, write_card)   # `labeltune promote`
     path = resolve_registered("labeltune@champion")                               # `labeltune pred --registered`
+    path, version = registered_checkpoint("labeltune@champion"); resolved_line("labeltune@champion", version)
+
+The promotion run lives in PROMOTION_EXPERIMENT, not among the trials it would outrank (its val figure comes from
+thresholds chosen on val) and whose table its figures would fill: it is tagged with the search, the trial and the
+search's parent run (SEARCH_RUN_TAG), the parent with it (PROMOTION_RUN_TAG), and it is the registered version's
+source run. It holds `registered_metrics` (a few keys) and the whole score table as PROMOTION_TABLE.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +25,7 @@ from search.console import library_quiet
 from search.promotion import Promotion, PromotionError
 from search.record import SearchRecord
 import search.tracking.names as names
+from search.tracking.columns import baseline_metrics
 from search.tracking.runs import find_search_runs, is_number, mlflow_uris, open_experiment
 from trainable import store
 from trainable.baselines import PREFIX as BASELINE_PREFIX
@@ -28,16 +37,20 @@ log = logging.getLogger(__name__)
 
 def register_model(promotion: Promotion, record: SearchRecord, model_name: str, alias: str, tracking_uri: str | None,
                    write_card: Callable[[], None], move_alias: bool = True) -> None:
-    """Log the pyfunc model (checkpoint + model card) in a promotion run under the search's parent; set the alias
-    when `move_alias` (a model below its baseline is registered, but the alias stays where it was)."""
+    """Log the pyfunc model (checkpoint + model card) in a promotion run (PROMOTION_EXPERIMENT) linked to the search's
+    parent run; set the alias when `move_alias` (a model below its baseline is registered, but the alias stays where
+    it was)."""
     uri = store.tracking_uri(tracking_uri or record.tracking_uri)
-    experiment_id = open_experiment(names.EXPERIMENT, uri)
+    experiment_id = open_experiment(names.PROMOTION_EXPERIMENT, uri)
     client = mlflow.MlflowClient(uri, registry_uri=uri)
-    tags = lineage_tags(promotion, *find_search_runs(uri, promotion.search), uri)
+    parent, children = find_search_runs(uri, promotion.search)
+    tags = lineage_tags(promotion, parent, children, uri)
     # The card travels inside the registered model, so it names the version it is about to get.
     promotion.model_name, promotion.alias, promotion.alias_set = model_name, alias, move_alias
     promotion.version = next_version(client, model_name)
     version = log_and_register(promotion, uri, experiment_id, tags, write_card)
+    if parent is not None:
+        client.set_tag(parent.info.run_id, names.PROMOTION_RUN_TAG, promotion.run_id)
     if version != promotion.version:  # another promotion registered in between: fix the copy on disk
         promotion.version = version
         write_card()
@@ -45,14 +58,15 @@ def register_model(promotion: Promotion, record: SearchRecord, model_name: str, 
 
 
 def lineage_tags(promotion: Promotion, parent, children: list, uri: str) -> dict[str, str]:
-    """The promotion run's tags: the search, the trial, its source checkpoint, the search's parent run and the
-    trial's run (`find_search_runs`: both ids go on the promotion too, for the card's lineage; a search the store
-    does not know is a warning), and an ensemble's members."""
+    """The promotion run's tags: the search, the trial, its source checkpoint, the search's parent run (SEARCH_RUN_TAG:
+    no mlflow.parentRunId, which would nest it among the trials) and the trial's run (`find_search_runs`: both ids go
+    on the promotion too, for the card's lineage; a search the store does not know is a warning), and an ensemble's
+    members."""
     trial_run = next((c for c in children if c.data.tags.get(names.TRIAL_TAG) == promotion.trial_id), None)
     tags = {names.SEARCH_TAG: promotion.search, names.ROLE_TAG: names.ROLE_PROMOTION,
             names.TRIAL_TAG: promotion.trial_id, names.CHECKPOINT_TAG: str(promotion.source_checkpoint)}
     if parent is not None:
-        tags[names.PARENT_RUN_TAG] = parent.info.run_id
+        tags[names.SEARCH_RUN_TAG] = parent.info.run_id
     if trial_run is not None:
         tags[names.TRIAL_RUN_TAG] = trial_run.info.run_id
     promotion.parent_run_id = parent.info.run_id if parent is not None else ""
@@ -72,16 +86,40 @@ def next_version(client, model_name: str) -> str:
     return str(max((int(v.version) for v in versions), default=0) + 1)
 
 
+REGISTERED_FIGURES = ("micro_f1", "macro_f1", "map")
+"""the test figures (at the promoted thresholds) logged as metrics; every figure is in PROMOTION_TABLE"""
+
+
 def registered_metrics(promotion: Promotion) -> dict[str, float]:
-    """The figures logged on the promotion run and its model: test at the per-label thresholds (and, prefixed
-    `global_threshold/`, at the global one), val's summary figures, the cross-validated val micro-F1, the baselines."""
-    return {
-        **{k: float(v) for k, v in promotion.test_per_label.items() if is_number(v)},
-        **{f"{names.GLOBAL_THRESHOLD_PREFIX}{k}": float(v) for k, v in promotion.test_global.items() if is_number(v)},
-        **{k: float(v) for k, v in promotion.val["per-label"].items() if is_number(v) and k.count("/") == 1},
-        CV_METRIC: promotion.val_cv_micro_f1,
-        **{k: float(v) for k, v in promotion.baselines.items()},
-    }
+    """The few figures logged on the promotion run and its model: test's REGISTERED_FIGURES at the per-label
+    thresholds, test micro-F1 at the global one (`global_threshold/`), val micro-F1 in sample and cross-validated,
+    and the no-learning baseline's val and test micro-F1 (names.baseline_metric)."""
+    figures = {f"test/{name}": promotion.test_per_label.get(f"test/{name}") for name in REGISTERED_FIGURES}
+    figures[f"{names.GLOBAL_THRESHOLD_PREFIX}test/micro_f1"] = promotion.test_global.get("test/micro_f1")
+    figures["val/micro_f1"] = promotion.val.get("per-label", {}).get("val/micro_f1")
+    figures[CV_METRIC] = promotion.val_cv_micro_f1
+    figures.update(baseline_metrics(promotion.baselines))
+    return {k: float(v) for k, v in figures.items() if is_number(v)}
+
+
+def write_score_table(promotion: Promotion, path: Path) -> Path:
+    """PROMOTION_TABLE: one row per figure (`micro_f1`, `f1/<label>`, `tp/<label>`...), one column per split and
+    threshold policy (`val trial`, ..., `test per-label`), then the no-learning baseline's val and test figure."""
+    columns: dict[str, dict[str, float]] = {}
+    for split, scores in (("val", promotion.val), ("test", promotion.test)):
+        for policy, figures in scores.items():
+            columns[f"{split} {policy}"] = {k.partition("/")[2] or k: v for k, v in figures.items() if is_number(v)}
+    for split in ("val", "test"):
+        prefix = f"{BASELINE_PREFIX}{split}/"
+        columns[f"{split} baseline"] = {k.removeprefix(prefix): v for k, v in promotion.baselines.items()
+                                        if k.startswith(prefix)}
+    rows = list(dict.fromkeys(name for figures in columns.values() for name in figures))
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["figure", *columns])
+        for name in rows:
+            writer.writerow([name, *(columns[c].get(name, "") for c in columns)])
+    return path
 
 
 def log_and_register(promotion: Promotion, uri: str, experiment_id: str, tags: dict[str, str],
@@ -94,6 +132,8 @@ def log_and_register(promotion: Promotion, uri: str, experiment_id: str, tags: d
     metrics = registered_metrics(promotion)
     with mlflow_uris(uri), mlflow.start_run(experiment_id=experiment_id, run_name=f"promote-{promotion.search}", tags=tags) as run:
         mlflow.log_dict(promotion.thresholds, "thresholds.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            mlflow.log_artifact(str(write_score_table(promotion, Path(tmp) / names.PROMOTION_TABLE)))
         promotion.run_id = run.info.run_id
         write_card()
         with library_quiet():  # "Successfully registered model", type-hint and cloudpickle advice
@@ -149,6 +189,19 @@ def version_description(promotion: Promotion) -> str:
 
 def resolve_registered(ref: str, tracking_uri: str | None = None) -> Path:
     """`NAME@ALIAS` (or `NAME/VERSION`) -> the checkpoint file inside that registered model's artifacts."""
+    return registered_checkpoint(ref, tracking_uri)[0]
+
+
+def resolved_line(ref: str, version) -> str:
+    """What `ref` resolved to, in one line: 'labeltune@champion: version 3 of labeltune, search s1, trial 0ecb96b5'."""
+    tags = version.tags or {}
+    return (f"{ref}: version {version.version} of {version.name}, search {tags.get(names.SEARCH_TAG, '?')}, "
+            f"trial {tags.get(names.VERSION_TRIAL_TAG, '?')}")
+
+
+def registered_checkpoint(ref: str, tracking_uri: str | None = None) -> tuple[Path, object]:
+    """`NAME@ALIAS` (or `NAME/VERSION`) -> (the checkpoint file inside that registered model's artifacts, its
+    ModelVersion)."""
     if "@" not in ref and "/" not in ref:
         raise PromotionError(f"{ref}: expected NAME@ALIAS (e.g. labeltune@champion) or NAME/VERSION")
     uri = store.tracking_uri(tracking_uri)
@@ -173,4 +226,4 @@ def resolve_registered(ref: str, tracking_uri: str | None = None) -> Path:
     found = sorted(target.rglob(CHECKPOINT_FILE))
     if not found:
         raise PromotionError(f"{model_uri}: the registered model holds no {CHECKPOINT_FILE}")
-    return found[0]
+    return found[0], version

@@ -201,6 +201,7 @@ def check_fingerprints(where: str, found: dict, expected: dict) -> None:
 
 
 def read_manifest(folder: Path) -> Manifest:
+    """The folder's manifest; a folder without one, or of another format version, is refused."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise CurvesError(f"{folder}: no {MANIFEST} (not a curves folder; record one with bench/curves.py)")
@@ -229,6 +230,7 @@ def open_folder(folder: Path, manifest: Manifest) -> Manifest:
 
 
 def part_path(folder: Path, key: str, seed: int) -> Path:
+    """Where the part of configuration `key` and training seed `seed` lives."""
     return Path(folder) / f"{key}-seed{seed}.npz"
 
 
@@ -421,6 +423,7 @@ def dataset_spec(root: Path, image_size: int) -> dict:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line (module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the curves folder (default {DEFAULT_OUT})")
     p.add_argument("--estimate", action="store_true", help="print the cost of what is missing and exit")
@@ -434,6 +437,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    """Open (or resume) the folder, print the estimate, record what is missing; 2 for a refused folder."""
     args = parse_args(argv)
     import search_efficiency as se
 

@@ -32,10 +32,10 @@ CmaEsSampler leaves categorical parameters to its independent sampler (RandomSam
 The clock: K = 2 simulated workers and one driver. A trial starts when a worker is free and the driver has
 asked the searcher (its suggest time counts); each result arrives at the trial's start plus its recorded
 seconds (the first epoch also the Gym's set-up); the driver handles one result at a time (the scheduler's and
-the searcher's decision time counts: the worker waits for its report to return). Ties go to the worker that
-started first. Each trial draws one of the recorded training seeds from the replay's rng (seed i: the same
-draws for every arm), so the seed noise stays in and arms are paired by seed. `--no-decision-time` leaves
-the measured decision time out (then a replay is exactly reproducible).
+the searcher's decision time counts: the worker waits for its report to return). Of two results due at the
+same moment, the one queued first goes first. Each trial draws one of the recorded training seeds from the
+replay's rng (seed i: the same draws for every arm), so the seed noise stays in and arms are paired by seed.
+`--no-decision-time` leaves the measured decision time out (then a replay is exactly reproducible).
 
 Figures per arm and budget (44 and 128 trials, 6 epochs) over `--seeds` seeds, as search_efficiency.py defines
 them (its first_reach, best_within, log2_ratio, paired_interval and compare): the median ratio (trial-epochs
@@ -308,6 +308,7 @@ class SimController:
         self.trials: list[SimTrial] = []
 
     def get_trials(self) -> list[SimTrial]:
+        """Every trial started so far (FIFOScheduler.choose_trial_to_run reads them)."""
         return self.trials
 
 
@@ -318,6 +319,7 @@ class Clock:
         self.now, self.measure, self.decision_s = 0.0, measure, 0.0
 
     def timed(self, fn, *args, **kwargs):
+        """fn(*args, **kwargs), its wall time added to the clock when measured."""
         start = time.perf_counter()
         out = fn(*args, **kwargs)
         if self.measure:
@@ -552,6 +554,7 @@ def replay_all(tbl: CurvesTable, arms: list[str], seeds: list[int], budgets: lis
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line; random_fifo (the reference) and random_asha (the baseline) are always replayed."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--curves", type=Path, default=curves.DEFAULT_OUT, help="the curves folder (bench/curves.py)")
     p.add_argument("--arms", default=",".join(DEFAULT_ARMS), help=f"comma list of {', '.join(ARMS)}")
@@ -590,6 +593,7 @@ def expected_fingerprints() -> dict:
 
 
 def print_tables(results: dict) -> None:
+    """Per budget: the summary per arm, then the paired intervals."""
     shown = lambda v: "inf" if v == math.inf else v  # noqa: E731  (table() prints a non-finite number as "-")
     for budget, figures in results["budgets"].items():
         rows = [{"arm": arm, **s, **{f"{k}_{p}": shown(s[k][p]) for k in ("median_ratio", "median_ratio_s")
@@ -608,6 +612,7 @@ def print_tables(results: dict) -> None:
 
 
 def main(argv=None) -> dict:
+    """Read and check the table, replay every arm, print and write the figures (bench/common.py write_results)."""
     args = parse_args(argv)
     import optuna
 

@@ -83,7 +83,8 @@ def test_val_micro_f1_at_any_threshold_matches_scikit_learn(tiny_table):
 
     tbl = replay.CurvesTable(tiny_table)
     curve = tbl.curves[tbl.manifest.keys()[3], 1]
-    on_a_value = float(np.sort(curve.val[1].ravel())[N_VAL * LABELS // 2])  # a probability exactly at the threshold counts as predicted (>=)
+    # a probability exactly at the threshold counts as predicted (>=, as trainable.metrics.predict)
+    on_a_value = float(np.sort(curve.val[1].ravel())[N_VAL * LABELS // 2])
     for epoch, t in [(1, 0.2), (2, 0.37), (3, 0.6), (3, 0.5), (2, on_a_value)]:
         predicted = (curve.val[epoch - 1].astype(np.float32) >= t).astype(np.uint8)
         assert tbl.val_f1(curve, epoch, t) == pytest.approx(f1_score(tbl.val_targets, predicted, average="micro"))
@@ -234,8 +235,13 @@ def test_a_resumed_recording_skips_complete_parts(tmp_path):
     assert curves.missing_parts(folder, manifest, seeds=[0]) == todo[1:]
     assert not list(folder.glob(".*tmp"))  # nothing half-written
     again = []
-    written = curves.record(folder, curves.open_folder(folder, manifest), curves.missing_parts(folder, manifest, seeds=[0]),
-                            workers=1, train=lambda key, seed: again.append((key, seed)) or fake_part(rng, 1.0, targets, 1))
+
+    def counted(key: str, seed: int) -> dict:
+        again.append((key, seed))
+        return fake_part(rng, 1.0, targets, epochs=1)
+
+    resumed = curves.open_folder(folder, manifest)  # the same manifest: accepted
+    written = curves.record(folder, resumed, curves.missing_parts(folder, resumed, seeds=[0]), workers=1, train=counted)
     assert again == todo[1:] and written == 1
     assert curves.missing_parts(folder, manifest, seeds=[0]) == []
     part = curves.read_part(curves.part_path(folder, *todo[0]), manifest.fingerprints)

@@ -94,10 +94,17 @@ def to_device_images(
         host = torch.from_numpy(np.asarray(images))
     channels = 1 if color == "gray" else host.shape[1]
     if device.type == "cpu" and channels == host.shape[1] and image_size == host.shape[-1]:
-        _DEVICE_DATA.clear()
-        if key is not None:
-            _DEVICE_DATA[key] = host
-        return host
+        out = host  # in place: no copy to make
+    else:
+        out = _converted(host, image_size, device, channels)
+    if key is not None:
+        _DEVICE_DATA.clear()  # keep one dataset per process: device memory is the limit
+        _DEVICE_DATA[key] = out
+    return out
+
+
+def _converted(host: torch.Tensor, image_size: int, device: torch.device, channels: int) -> torch.Tensor:
+    """`host` as uint8 N x channels x image_size x image_size on `device`, in chunks (luma, then average pooling)."""
     out = torch.empty((host.shape[0], channels, image_size, image_size), dtype=torch.uint8, device=device)
     luma = torch.tensor([0.299, 0.587, 0.114], device=device).view(1, 3, 1, 1)
     for start in range(0, host.shape[0], 2048):  # chunks bound the float temporaries
@@ -108,9 +115,6 @@ def to_device_images(
             factor = chunk.shape[-1] // image_size
             chunk = F.avg_pool2d(chunk.float(), factor).round().to(torch.uint8)
         out[start : start + chunk.shape[0]] = chunk
-    if key is not None:
-        _DEVICE_DATA.clear()  # keep one dataset per process: device memory is the limit
-        _DEVICE_DATA[key] = out
     return out
 
 

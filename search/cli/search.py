@@ -84,8 +84,10 @@ def print_summary(result) -> None:
         if not beats_baseline(best, baseline):
             click.echo(f"warning: at its searched threshold no trial beats the no-learning baseline on "
                        f"{PRIMARY_METRIC} (search longer, or add pretrained efficientnet_lite0 to the space)", err=True)
-    for key in sorted(result.best_config):
-        click.echo(f"    {key} = {result.best_config[key]}")
+    from search.readable import readable_config
+
+    for key, value in sorted(readable_config(result.best_config).items()):  # one `lr`, 4 significant figures
+        click.echo(f"    {key} = {value}")
     shown = ["val/loss", "val/micro_f1", "val/macro_f1", "val/micro_precision", "val/micro_recall", "val/map"]
     click.echo("    " + "  ".join(f"{k} {result.best_metrics[k]:.4f}" for k in shown if k in result.best_metrics))
     click.echo(f"\ntop {len(result.top)}:\n    {'trial':<14}{PRIMARY_METRIC:>14}{'epoch':>7}{'of':>4}  config")

@@ -44,6 +44,9 @@ class TunerParts:
     """the Optuna study lives in the search folder (search/study.py), not in memory"""
     tell_pruned: bool = False
     """trials ASHA stopped reach Optuna as PRUNED, not COMPLETE (KeptOptunaSearch)"""
+    trainable: Any = None
+    """a Tune trainable instead of the Gym's (bench/replay_tuner.py: recorded curves looked up, no training);
+    it gets the trial resources as the Gym's does"""
 
 
 def trial_dirname(trial) -> str:
@@ -67,7 +70,7 @@ def build_tuner(opts: SearchOptions, record: SearchRecord, trial_data, callbacks
     # ASHA's rung epochs write weights whatever their score (trainable/checkpoint.py needs_weights): the epoch a
     # stopped trial ends at keeps its model, and a resume trains again at most the epochs between two rungs.
     rungs = tuple(asha_rungs(opts.epochs, min(opts.grace_period, opts.epochs)))
-    trainable = make_trainable(trial_data, spaces.to_train_config, finished, rungs=rungs)
+    trainable = parts.trainable or make_trainable(trial_data, spaces.to_train_config, finished, rungs=rungs)
     trainable = tune.with_resources(trainable, resources)
     if restore_path is not None:
         tuner = tune.Tuner.restore(str(restore_path), trainable=trainable, resume_unfinished=True, resume_errored=True)

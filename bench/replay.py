@@ -100,6 +100,11 @@ class ReplayArm:
     """at most this many seeds (the first ones): an arm too slow for 100"""
     needs: str | None = None
     """a module the arm imports (a `bench` extra): the arm is skipped, and says so, without it"""
+    native: bool = False
+    """Optuna's own loop instead of Ray's objects: study.ask / trial.report / should_prune / study.tell, with the
+    product's TPESampler and Optuna's HyperbandPruner (BOHB's brackets; Ray's OptunaSearch takes no pruner)"""
+    synetune: str | None = None
+    """a syne_tune.optimizer.baselines method run by Syne Tune's own simulator (bench/replay_synetune.py)"""
 
 
 ARMS = {
@@ -118,7 +123,23 @@ ARMS = {
     # GPSampler decides in ~0.1 s a trial at 44 trials and ~0.12 s at 128 (measured on the tiny test table,
     # 2 loaded cores): 100 seeds of both budgets would take ~35 min alone
     "gp_asha": ReplayArm("GPSampler + ASHA, one lr_index axis", sampler="gp", shared_lr=True, max_seeds=30),
+    "tpe_hyperband": ReplayArm("Optuna-native TPE (the product's settings) + HyperbandPruner, as in BOHB",
+                               native=True),
+    "st_asha": ReplayArm("Syne Tune: random search + ASHA, its own scheduler and simulator", synetune="ASHA",
+                         needs="syne_tune"),
+    "st_bohb": ReplayArm("Syne Tune: BOHB (KDE searcher + asynchronous successive halving)", synetune="BOHB",
+                         needs="syne_tune"),
+    "st_ashabore": ReplayArm("Syne Tune: ASHA with a BORE classifier per rung", synetune="ASHABORE",
+                             needs="syne_tune"),
 }
+NOT_REPLAYED = {
+    "recipes_first": "the recipes (search/space.py RECIPES) are on pretrained backbones; the frozen bench space "
+                     "(cnn3bn, cnn4, cnn5) holds none, so a search of it has no first points to queue",
+    "warm_start": "needs a second recorded table (data seed 1) to warm-start from; this table records data seed 0",
+    "ray_hyperband": "Ray's HyperBandScheduler pauses and resumes trials; the replay's Tune loop runs trials to "
+                     "their end or stop (tpe_hyperband replays Optuna's Hyperband brackets instead)",
+}
+"""arms issue 26 names that this replay does not run, and why (written to the JSON)"""
 DEFAULT_ARMS = tuple(ARMS)
 
 
@@ -191,6 +212,74 @@ def build_searcher(parts, opts: SearchOptions, gspace: dict, shared_lr: bool):
     return ConcurrencyLimiter(searcher, max_concurrent=K)
 
 
+class NativeSearcher:
+    """Optuna's ask-and-tell loop in the replay's searcher seat: ask a trial, let the define-by-run suggest its
+    config; on its end tell the study COMPLETE (last value), PRUNED (the pruner stopped it) or FAIL (diverged)."""
+
+    def __init__(self, study, define) -> None:
+        self.study, self.define, self.live, self.pruned = study, define, {}, set()
+
+    def suggest(self, trial_id: str) -> dict:
+        trial = self.live[trial_id] = self.study.ask()
+        return self.define(trial)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Reported by the pruner seat already (Optuna's report comes before should_prune)."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        import optuna
+
+        trial = self.live.pop(trial_id)
+        if error:
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        elif trial_id in self.pruned:
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            self.study.tell(trial, result[PRIMARY_METRIC])
+
+
+class NativePruner:
+    """Optuna's pruner in the replay's scheduler seat: each epoch is reported to the trial, should_prune decides."""
+
+    def __init__(self, searcher: NativeSearcher) -> None:
+        self.searcher = searcher
+
+    def on_trial_add(self, controller, trial) -> None:
+        pass
+
+    def on_trial_result(self, controller, trial, result: dict) -> str:
+        from ray.tune.schedulers import TrialScheduler
+
+        live = self.searcher.live[trial.trial_id]
+        live.report(result[PRIMARY_METRIC], result["training_iteration"])
+        if live.should_prune():
+            self.searcher.pruned.add(trial.trial_id)
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def on_trial_complete(self, controller, trial, result: dict) -> None:
+        pass
+
+    def on_trial_error(self, controller, trial) -> None:
+        pass
+
+
+def build_native(opts: SearchOptions, gspace: dict) -> tuple[NativeSearcher, NativePruner]:
+    """The Optuna-native arm: a study with the product's TPESampler and a HyperbandPruner over the epochs (its
+    brackets from ASHA's grace period and reduction factor, so only the bracket logic differs)."""
+    import optuna
+
+    asha = se.asha_settings(opts)
+    pruner = optuna.pruners.HyperbandPruner(min_resource=asha["grace_period"], max_resource=opts.epochs,
+                                            reduction_factor=asha["reduction_factor"])
+    study = optuna.create_study(direction=PRIMARY_MODE + "imize", pruner=pruner,
+                                sampler=optuna.samplers.TPESampler(**se.tpe_settings(opts)))
+    constants = {"epochs": opts.epochs, "split_seed": opts.split_seed, "seed": opts.seed}
+    searcher = NativeSearcher(study, functools.partial(spaces.define_by_run, space=gspace, constants=constants,
+                                                       pretrained_models=()))
+    return searcher, NativePruner(searcher)
+
+
 def build_scheduler(parts, opts: SearchOptions):
     """TunerParts' scheduler, or the product's ASHA; told metric and mode as Tune's TuneConfig tells it."""
     from search.asha import ReplayAwareASHA
@@ -219,6 +308,13 @@ class Curve:
     """per epoch, every val probability sorted (float32): micro-F1 at any threshold by two searchsorted"""
     pos_sorted: list
     """per epoch, the probabilities of the positive val entries, sorted"""
+
+
+def grid_key(config: dict, names: list, lookup: dict, parts: list) -> str:
+    """The part key of a config on the grid: its dimensions and its optimizer's lr_<optimizer> looked up."""
+    lr = spaces.lr_param(config["optimizer"])
+    point = {**{n: config[n] for n in names}, lr: config[lr]}
+    return parts[lookup[tuple(sorted(point.items()))]]
 
 
 class CurvesTable:
@@ -260,9 +356,7 @@ class CurvesTable:
 
     def key_of(self, config: dict) -> str:
         """The part key of a suggested config: its grid point (every suggestion is one; a KeyError is a bug)."""
-        lr = spaces.lr_param(config["optimizer"])
-        point = {**{n: config[n] for n in self.names}, lr: config[lr]}
-        return self.manifest.parts[self.lookup[tuple(sorted(point.items()))]]
+        return grid_key(config, self.names, self.lookup, self.manifest.parts)
 
     def val_f1(self, curve: Curve, epoch: int, threshold: float) -> float:
         """micro-F1 of epoch `epoch` (1-based) at `threshold`: 2 TP / (predicted + true positives), probability >=
@@ -334,10 +428,14 @@ class Replay:
 
     def __init__(self, name: str, seed: int, trials: int, tbl: CurvesTable, measure: bool = True) -> None:
         opts = arm_options(name, trials, tbl.epochs, seed)
-        parts = arm_parts(name, opts)
         self.name, self.seed, self.trials, self.tbl = name, seed, trials, tbl
-        self.searcher = build_searcher(parts, opts, tbl.gspace, ARMS[name].shared_lr)
-        self.scheduler, self.controller, self.clock = build_scheduler(parts, opts), SimController(), Clock(measure)
+        if ARMS[name].native:
+            self.searcher, self.scheduler = build_native(opts, tbl.gspace)
+        else:
+            parts = arm_parts(name, opts)
+            self.searcher = build_searcher(parts, opts, tbl.gspace, ARMS[name].shared_lr)
+            self.scheduler = build_scheduler(parts, opts)
+        self.controller, self.clock = SimController(), Clock(measure)
         # trial k's training seed, the same for every arm of this seed: arms are paired by seed
         self.draws = np.random.default_rng(seed).integers(len(tbl.seeds), size=trials)
         self.queue: list = []  # (arrival, order, trial, "result" or "error")
@@ -416,7 +514,15 @@ def replay_search(name: str, seed: int, trials: int, tbl: CurvesTable, measure: 
                   val_se: bool = False) -> dict:
     """One replayed search; `val_se`: also the bootstrap SE of its promoted trial's val micro-F1 (the reference's,
     for a target below its best)."""
-    run = Replay(name, seed, trials, tbl, measure).run()
+    method = ARMS[name].synetune
+    if method:
+        import replay_synetune
+
+        replay_synetune.quiet()
+        opts = arm_options(name, trials, tbl.epochs, seed)
+        run = replay_synetune.run_method(name, method, seed, trials, tbl, K, se.asha_settings(opts))
+    else:
+        run = Replay(name, seed, trials, tbl, measure).run()
     if val_se and run["promoted"]:
         p = run["promoted"]
         p["val_se"] = tbl.val_se(tbl.curves[p["part"], p["train_seed"]], p["epoch"], p["config"]["threshold"])
@@ -529,6 +635,50 @@ def analyse(runs: list[dict], target_se: float) -> dict:
             "rank_correlation_median_rho": correlation, "per_seed": rows}
 
 
+REAL_RUNS = Path(__file__).resolve().parent / "results" / (
+    "search_efficiency-confirm-seeds0+1+2+3+4+5+6+7+8+9_2026-12-01.json")
+"""the 10 real seeds of search_efficiency.py (44 trials, other datasets per seed) the replay is checked against"""
+VERSUS_REAL = ("random_fifo", "random_asha", "tpe_asha")
+
+
+def miss_rate_interval(misses: list[bool]) -> dict:
+    """The miss rate with its 95 % bootstrap interval over seeds, and the exact (Clopper-Pearson) binomial one: the
+    bootstrap of 0 misses in 10 is [0, 0], which no other rate lies in, so the check reads the exact interval."""
+    from scipy.stats import binomtest
+
+    x = np.asarray(misses, dtype=np.float64)
+    rates = x[np.random.default_rng(0).integers(0, len(x), size=(se.INTERVAL_RESAMPLES, len(x)))].mean(axis=1)
+    exact = binomtest(int(x.sum()), len(x)).proportion_ci(0.95)
+    return {"rate": float(x.mean()), "bootstrap_low": float(np.percentile(rates, 2.5)),
+            "bootstrap_high": float(np.percentile(rates, 97.5)), "exact_low": float(exact.low),
+            "exact_high": float(exact.high)}
+
+
+def versus_real(summary: dict, real_path: Path) -> dict:
+    """Issue 26 item 3: per arm, the replay's median ratio and miss rate inside the real seeds' 95 % intervals, and
+    its share of random_fifo's trial-epochs within 10 % of the real share. Distributions, not seeds: the real seeds
+    each use another dataset."""
+    import json
+
+    rows = json.loads(Path(real_path).read_text())["results"]["per_seed"]
+    fifo_epochs = float(np.mean([row["arms"][se.REFERENCE]["trial_epochs"] for row in rows]))
+    out: dict = {"real": str(real_path), "real_seeds": len(rows)}
+    for arm in (a for a in VERSUS_REAL if a in summary):
+        real = [row["arms"][arm] for row in rows]
+        ratio = median_interval([math.inf if a["miss"] else a["ratio"] for a in real])
+        misses = miss_rate_interval([a["miss"] for a in real])
+        mine = summary[arm]
+        median, rate = mine["median_ratio"]["median"], mine["misses"] / mine["seeds"]
+        share = float(np.mean([a["trial_epochs"] for a in real])) / fifo_epochs
+        out[arm] = {"real_median_ratio": ratio, "replay_median_ratio": median,
+                    "median_inside": ratio["low"] <= median <= ratio["high"],
+                    "real_miss_rate": misses, "replay_miss_rate": rate,
+                    "miss_rate_inside": misses["exact_low"] <= rate <= misses["exact_high"],
+                    "real_share_of_fifo_epochs": share, "replay_share_of_fifo_epochs": mine["share_of_fifo_epochs"],
+                    "share_within_10pct": abs(mine["share_of_fifo_epochs"] / share - 1) <= 0.10}
+    return out
+
+
 # ---- running many ----------------------------------------------------------------------------------
 
 _TABLE: dict = {}
@@ -567,6 +717,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-decision-time", action="store_true", help="leave the searcher's measured time off the clock")
     p.add_argument("--any-table", action="store_true",
                    help="replay whatever space and setup the folder holds (a test table); default: the frozen bench's")
+    p.add_argument("--real", type=Path, default=REAL_RUNS,
+                   help="search_efficiency.py's real runs to check the 44-trial replay against (item 3)")
     p.add_argument("--results-dir", default=None)
     args = p.parse_args(argv)
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
@@ -609,6 +761,21 @@ def print_tables(results: dict) -> None:
         print(table(rows, [("pair", "A - B", ""), ("figure", "figure", ""), ("seeds", "seeds", ""),
                            ("mean", "mean", "+.4f"), ("low", "95% low", "+.4f"), ("high", "95% high", "+.4f"),
                            ("ahead", "ahead", "")], title="paired 95 % bootstrap intervals over seeds"))
+    real = results.get("versus_real")
+    if real:
+        rows = [{"arm": arm, "real": shown(c["real_median_ratio"]["median"]),
+                 "low": shown(c["real_median_ratio"]["low"]), "high": shown(c["real_median_ratio"]["high"]),
+                 "replay": shown(c["replay_median_ratio"]), "inside": c["median_inside"],
+                 "miss_real": c["real_miss_rate"]["rate"], "miss_replay": c["replay_miss_rate"],
+                 "miss_inside": c["miss_rate_inside"], "share_real": c["real_share_of_fifo_epochs"],
+                 "share_replay": c["replay_share_of_fifo_epochs"], "share_ok": c["share_within_10pct"]}
+                for arm, c in real.items() if isinstance(c, dict)]
+        print(table(rows, [("arm", "arm", ""), ("real", "real median", ".3f"), ("low", "95% low", ".3f"),
+                           ("high", "95% high", ".3f"), ("replay", "replay", ".3f"), ("inside", "inside", ""),
+                           ("miss_real", "real misses", ".2f"), ("miss_replay", "replay misses", ".2f"),
+                           ("miss_inside", "inside (exact)", ""), ("share_real", "real epochs/fifo", ".3f"),
+                           ("share_replay", "replay", ".3f"), ("share_ok", "within 10 %", "")],
+                    title=f"\n44 trials: the replay against {real['real_seeds']} real seeds ({Path(real['real']).name})"))
 
 
 def main(argv=None) -> dict:
@@ -631,8 +798,10 @@ def main(argv=None) -> dict:
                       args.target_se, capped=not args.all_seeds)
     results = {"budgets": {str(b): analyse([r for r in runs if r["trials"] == b], args.target_se)
                            for b in args.budgets},
-               "arms_skipped": skipped, "arms_built": {a: dataclasses.asdict(ARMS[a]) for a in arms},
+               "arms_skipped": skipped, "arms_not_replayed": NOT_REPLAYED, "arms_built": {a: dataclasses.asdict(ARMS[a]) for a in arms},
                "replay_wall_s": time.time() - started}
+    if "44" in results["budgets"] and args.real.exists() and not args.any_table:
+        results["versus_real"] = versus_real(results["budgets"]["44"]["summary"], args.real)
     print_tables(results)
     params = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "workers": K,
               "manifest": {k: v for k, v in dataclasses.asdict(tbl.manifest).items() if k not in ("grid", "parts")},

@@ -165,6 +165,54 @@ def test_the_searcher_is_told_each_result_as_tune_tells_it(tiny_table, arm, stat
     assert any(len([e for e in run["events"] if e["trial"] == i]) < EPOCHS for i in trials)
 
 
+def test_the_optuna_native_arm_stops_trials_where_its_hyperband_pruner_says_and_tells_the_study(tiny_table):
+    from optuna.trial import TrialState
+
+    tbl = replay.CurvesTable(tiny_table)
+    sim = replay.Replay("tpe_hyperband", 4, 12, tbl, measure=False)
+    run = sim.run()
+    study = sim.searcher.study
+    trials = study.get_trials()
+    assert len(trials) == 12 and not sim.searcher.live  # every asked trial was told
+    by_trial = {}
+    for e in run["events"]:
+        by_trial.setdefault(e["trial"], []).append(e)
+    for number, (trial_id, mine) in enumerate(sorted(by_trial.items())):
+        t = trials[number]
+        assert t.intermediate_values == {e["epoch"]: e["f1"] for e in mine}  # every epoch reported before pruning
+        if trial_id in sim.searcher.pruned:  # Optuna's brackets may also prune at the last epoch (a top rung)
+            assert t.state == TrialState.PRUNED
+        else:
+            assert t.state == TrialState.COMPLETE and t.value == mine[-1]["f1"] and len(mine) == EPOCHS
+    assert any(len(mine) < EPOCHS for mine in by_trial.values())  # Hyperband's brackets cut some trials early
+    assert isinstance(study.pruner, __import__("optuna").pruners.HyperbandPruner)
+
+
+@pytest.mark.parametrize("arm", ["st_asha", "st_bohb"])
+def test_syne_tune_arms_run_its_own_simulator_on_the_same_curves_and_draws(tiny_table, arm):
+    import replay_synetune as st
+
+    assert not replay.arm_unavailable(arm), replay.arm_unavailable(arm)  # `make setup` installs the bench extra
+    tbl = replay.CurvesTable(tiny_table)
+    run = replay.replay_search(arm, 2, 9, tbl, measure=False)
+    assert run["trials_started"] == 9  # exactly the budget, though Syne Tune checks its stop once a loop
+    _, rows = tbl._synetune
+    draws = np.random.default_rng(2).integers(len(tbl.seeds), size=9)  # replay.Replay's draws for seed 2
+    epochs = {}
+    for e in sorted(run["events"], key=lambda e: (e["trial"], e["epoch"])):
+        assert e["epoch"] == epochs.get(e["trial"], 0) + 1  # epoch by epoch, nothing after a stop
+        epochs[e["trial"]] = e["epoch"]
+    assert set(epochs.values()) <= {1, EPOCHS} and 1 in epochs.values()  # stopped at ASHA's rung or run through
+    p = run["promoted"]
+    row = next(r for r in rows if all(r[k] == v for k, v in p["config"].items()))
+    k = int(p["trial"].split("_")[1])
+    curve = st.curve_of(tbl, row, int(draws[k]))
+    assert p["val_f1"] == pytest.approx(tbl.val_f1(curve, p["epoch"], row["threshold"]))
+    assert p["val_f1"] == max(e["f1"] for e in run["events"]) and p["train_seed"] == tbl.seeds[int(draws[k])]
+    busy = sum(e["s"] for e in run["events"])
+    assert busy / 2 - 1e-6 <= run["wall_s"] <= busy  # its simulated clock: two workers, busy while trials run
+
+
 @pytest.mark.parametrize("arm", ["qmc_asha", "cmaes_asha"])
 def test_shared_lr_arms_search_one_lr_index_and_land_on_grid_points(tiny_table, arm):
     assert not replay.arm_unavailable(arm), replay.arm_unavailable(arm)  # `make setup` installs the bench extra
@@ -188,6 +236,46 @@ def test_replay_figures_pair_every_arm_with_random_asha(tiny_table):
     assert row["target"] < row["reference_best"]  # 1 bootstrap SE below
     ref = next(r for r in runs if r["arm"] == "random_fifo" and r["seed"] == row["seed"])
     assert ref["promoted"]["val_f1"] == row["reference_best"]
+
+
+def test_the_real_tuner_check_ships_scores_that_match_the_table(tiny_table):
+    import replay_tuner
+
+    tbl = replay.CurvesTable(tiny_table)
+    scores = replay_tuner.scores_of(tbl)
+    for key in tbl.manifest.keys()[:3]:
+        for seed in tbl.seeds:
+            for epoch, t in [(1, 0.2), (2, 0.437), (3, 0.6)]:
+                assert scores.val_f1(key, seed, epoch, t) == pytest.approx(tbl.val_f1(tbl.curves[key, seed], epoch, t))
+    sim = replay.Replay("random_fifo", 0, 3, tbl, measure=False)
+    sim.run()
+    for trial in sim.controller.trials:  # the trainable finds the same part as the replay
+        assert scores.key_of(trial.config) == tbl.key_of(trial.config)
+    draws = {scores.seed_of(7, f"{k:08x}") for k in range(40)}
+    assert draws == set(tbl.seeds) and scores.seed_of(7, "abc") == scores.seed_of(7, "abc")
+
+
+def test_the_replay_is_judged_against_the_real_seeds_intervals():
+    import json
+
+    rows = json.loads(replay.REAL_RUNS.read_text())["results"]["per_seed"]
+    real = {arm: [row["arms"][arm] for row in rows] for arm in replay.VERSUS_REAL}
+    fifo = np.mean([a["trial_epochs"] for a in real["random_fifo"]])
+
+    def summary(shift: float = 1.0, share: float = 1.0, misses: int = 0) -> dict:  # as replay.summarise writes it
+        out = {}
+        for arm, arms in real.items():
+            median = float(np.median([np.inf if a["miss"] else a["ratio"] for a in arms])) * shift
+            out[arm] = {"median_ratio": {"median": median}, "misses": misses, "seeds": 100,
+                        "share_of_fifo_epochs": np.mean([a["trial_epochs"] for a in arms]) / fifo * share}
+        return out
+
+    same = replay.versus_real(summary(), replay.REAL_RUNS)
+    assert all(same[a]["median_inside"] and same[a]["share_within_10pct"] for a in replay.VERSUS_REAL)
+    assert same["random_asha"]["miss_rate_inside"] and same["random_asha"]["real_miss_rate"]["exact_high"] > 0.2
+    off = replay.versus_real(summary(shift=3.0, share=1.2, misses=60), replay.REAL_RUNS)
+    assert not any(off[a]["median_inside"] or off[a]["share_within_10pct"] or off[a]["miss_rate_inside"]
+                   for a in replay.VERSUS_REAL)
 
 
 def test_a_folder_of_another_space_or_dataset_is_refused_in_one_line(tiny_table, tmp_path, monkeypatch, capsys):

@@ -16,7 +16,8 @@ sampler thread reads, every --every-s seconds:
 
 and keeps each figure's peak, the whole tree's processes at the moment system_used peaked (name, RSS, PSS,
 USS), and the step's seconds. Steps (--steps): synth (data synth --n N --test 5000), check (data check),
-decode_miss and decode_hit (data.load + data.decode in a subprocess, the cache removed before the first),
+decode_miss and decode_hit (data.load + data.decode in a subprocess, the decoded array removed from the run's
+$LABELTUNE_CACHE before the first),
 trial_copy (no training: 2 Ray actors each take the array from the object store as a 128-px CPU trial does and
 hold it: where a private copy per trial shows), search (a 2-trial search of the `quick` space at 32 px, 1 epoch, MLflow on: its seconds, and from its start
 to the first trial result, read from the trials' result rows), promote (--no-register --allow-below-baseline:
@@ -248,8 +249,11 @@ def run_size(n: int, args, root: Path, env: dict, space_file: Path) -> dict:
     """Every step of --steps for N images; the decode cache is removed before decode_miss."""
     commands, out = step_commands(n, root, space_file), {}
     for name in args.steps:
-        if name == "decode_miss":
+        if name == "synth":  # a new dataset: nothing of it is remembered
             shutil.rmtree(root / "home" / "cache", ignore_errors=True)
+        if name == "decode_miss":  # the decoded arrays only: data check's verdict stays, as after a user's check
+            for cached in (root / "home" / "cache").glob("*.npy"):
+                cached.unlink()
         if name == "search":
             shutil.rmtree(root / "home" / "runs" / f"scale-{n}", ignore_errors=True)
         argv = commands[name]
@@ -331,7 +335,8 @@ def main(argv=None) -> dict:
     started = time.time()
     root = bench_root() / "scale-work"
     root.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "LABELTUNE_HOME": str(root / "home"), "PYTHONPATH": args.tree,
+    env = {**os.environ, "LABELTUNE_HOME": str(root / "home"), "LABELTUNE_CACHE": str(root / "home" / "cache"),
+           "PYTHONPATH": args.tree,
            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'home' / 'mlruns' / 'mlflow.db'}"}
     (root / "home" / "mlruns").mkdir(parents=True, exist_ok=True)
     space_file = quick_space_file(root)

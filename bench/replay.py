@@ -39,8 +39,8 @@ replay's rng (seed i: the same draws for every arm), so the seed noise stays in 
 
 Figures per arm and budget (44 and 128 trials, 6 epochs) over `--seeds` seeds, as search_efficiency.py defines
 them (its first_reach, best_within, log2_ratio, paired_interval and compare): the median ratio (trial-epochs
-until some trial first reaches random_fifo's best on that seed minus --target-se bootstrap SEs, / random_fifo's
-whole budget) with a 95 % bootstrap interval over seeds, misses, the same in trial-seconds, best val at an equal
+until some trial first reaches the yardstick's best minus --target-se bootstrap SEs, / its whole budget; the
+yardstick is a random_fifo search on an independent seed, see YARDSTICK) with a 95 % bootstrap interval over seeds, misses, the same in trial-seconds, best val at an equal
 budget, the promoted trial's test micro-F1 and winner's curse, ASHA's share of random_fifo's trial-epochs, and
 every arm paired against random_asha.
 
@@ -129,8 +129,10 @@ ARMS = {
                          needs="syne_tune"),
     "st_bohb": ReplayArm("Syne Tune: BOHB (KDE searcher + asynchronous successive halving)", synetune="BOHB",
                          needs="syne_tune"),
+    # its classifier is fitted for every suggestion: ~15 s a 44-trial search and ~60 s a 128-trial one (measured on
+    # the recorded table, 2026-12-07, cores otherwise idle), so 10 seeds
     "st_ashabore": ReplayArm("Syne Tune: ASHA with a BORE classifier per rung", synetune="ASHABORE",
-                             needs="syne_tune"),
+                             needs="syne_tune", max_seeds=10),
 }
 NOT_REPLAYED = {
     "recipes_first": "the recipes (search/space.py RECIPES) are on pretrained backbones; the frozen bench space "
@@ -559,8 +561,9 @@ def median_interval(values: list[float], resamples: int = se.INTERVAL_RESAMPLES,
 
 
 def seed_row(seed: int, by_arm: dict, target_se: float) -> dict | None:
-    """One seed's figures per arm, as search_efficiency.py's analyse computes them (its helpers)."""
-    ref = by_arm.get(se.REFERENCE)
+    """One seed's figures per arm, as search_efficiency.py's analyse computes them (its helpers); the target and
+    the budget are the YARDSTICK's where it ran, else random_fifo's on the arms' own seed."""
+    ref = by_arm.pop(YARDSTICK, None) or by_arm.get(se.REFERENCE)
     if ref is None:
         return None
     ref_best = se.best_within(ref["events"], len(ref["events"]))
@@ -624,7 +627,7 @@ def analyse(runs: list[dict], target_se: float) -> dict:
     seeds = sorted({r["seed"] for r in runs})
     rows = [row for seed in seeds
             if (row := seed_row(seed, {r["arm"]: r for r in runs if r["seed"] == seed}, target_se))]
-    arms = list(dict.fromkeys(r["arm"] for r in runs))
+    arms = list(dict.fromkeys(r["arm"] for r in runs if r["arm"] != YARDSTICK))
     pairs = [(a, BASELINE) for a in arms if a != BASELINE and BASELINE in arms]
     pairs += [(a, se.REFERENCE) for a in ("tpe_asha", BASELINE) if a in arms and se.REFERENCE in arms]
     rhos = [se.rank_correlation(r) for r in runs if r["arm"] == se.REFERENCE]
@@ -639,6 +642,13 @@ REAL_RUNS = Path(__file__).resolve().parent / "results" / (
     "search_efficiency-confirm-seeds0+1+2+3+4+5+6+7+8+9_2026-12-01.json")
 """the 10 real seeds of search_efficiency.py (44 trials, other datasets per seed) the replay is checked against"""
 VERSUS_REAL = ("random_fifo", "random_asha", "tpe_asha")
+YARDSTICK = "yardstick"
+YARDSTICK_OFFSET = 1_000_000
+"""The yardstick (the target every arm must reach, and the budget its ratio divides by) is a random_fifo search of
+its own, on seed + YARDSTICK_OFFSET. On the arms' own seed it would not be independent of them: RandomSampler(seed)
+proposes random_fifo's 44 configurations, in order, to random_asha, and TPE's start-up trials are the first 11 of
+them, so random_asha's trials always hold the target's configuration and only ASHA can make it miss. `--reference
+paired` replays that (search_efficiency.py's real seeds are paired so: versus_real needs it)."""
 
 
 def miss_rate_interval(misses: list[bool]) -> dict:
@@ -679,6 +689,38 @@ def versus_real(summary: dict, real_path: Path) -> dict:
     return out
 
 
+def table_summary(tbl: CurvesTable, step: float = 0.01) -> dict:
+    """The recorded table in figures small enough to commit (the parts are ~106 MB): per part its seconds and, per
+    epoch, the best val micro-F1 over thresholds `step` apart with that threshold's test micro-F1; and the
+    landscape: the best point with its bootstrap SE and how many configurations lie within one SE of it (seed-mean
+    of each configuration's best epoch and threshold)."""
+    low, high = float(tbl.gspace["threshold"]["low"]), float(tbl.gspace["threshold"]["high"])
+    grid = np.round(np.arange(low, high + step / 2, step), 4)
+    parts, best_of = [], {}  # (key, seed) -> (its best epoch's figures, that epoch)
+    for (key, seed), c in tbl.curves.items():
+        epochs = []
+        for e in range(1, len(c.epoch_s) + 1):
+            f1s = [tbl.val_f1(c, e, t) for t in grid]
+            t = float(grid[int(np.argmax(f1s))])
+            epochs.append({"val_f1": max(f1s), "threshold": t, "test_f1": tbl.test_f1(c, e, t)})
+        parts.append({"part": key, "seed": seed, "point": tbl.manifest.point_of(key), "startup_s": c.startup_s,
+                      "epoch_s": [float(x) for x in c.epoch_s], "diverged": c.diverged, "epochs": epochs})
+        if epochs:
+            k = int(np.argmax([x["val_f1"] for x in epochs]))
+            best_of[key, seed] = (epochs[k], k + 1)
+    top_key, top_seed = max(best_of, key=lambda k: best_of[k][0]["val_f1"])
+    top, top_epoch = best_of[top_key, top_seed]
+    se_top = tbl.val_se(tbl.curves[top_key, top_seed], top_epoch, top["threshold"])
+    means = {key: float(np.mean([best_of[key, s][0]["val_f1"] if (key, s) in best_of else 0.0 for s in tbl.seeds]))
+             for key in tbl.manifest.keys()}
+    return {"parts": parts, "best": {"part": top_key, "seed": top_seed, "epoch": top_epoch, **top, "val_se": se_top},
+            "configurations": len(means), "within_1se_of_best_seed_mean": sum(m >= top["val_f1"] - se_top
+                                                                                 for m in means.values()),
+            "seed_mean_quantiles": {q: float(np.quantile(list(means.values()), q)) for q in (0.5, 0.9, 0.99, 1.0)},
+            "recorded_epoch_s_mean": float(np.mean([x for p in parts for x in p["epoch_s"]])),
+            "diverged_parts": sum(1 for p in parts if p["diverged"]), "threshold_step": step}
+
+
 # ---- running many ----------------------------------------------------------------------------------
 
 _TABLE: dict = {}
@@ -690,17 +732,26 @@ def _replay_task(task: tuple) -> dict:
 
 
 def replay_all(tbl: CurvesTable, arms: list[str], seeds: list[int], budgets: list[int], jobs: int,
-               measure: bool, target_se: float, capped: bool = True) -> list[dict]:
-    """Every (arm, seed, budget) replay (`capped`: an arm's max_seeds caps its seeds); jobs > 1: forked processes."""
-    tasks = [(a, s, b, measure, bool(target_se) and a == se.REFERENCE) for b in budgets for a in arms
-             for s in seeds[: (ARMS[a].max_seeds if capped else None) or len(seeds)]]
+               measure: bool, target_se: float, capped: bool = True, yardstick: bool = True) -> list[dict]:
+    """Every (arm, seed, budget) replay (`capped`: an arm's max_seeds caps its seeds), and with `yardstick` one
+    more random_fifo search per seed and budget on seed + YARDSTICK_OFFSET, named YARDSTICK; jobs > 1: forked
+    processes."""
+    tasks = [(a, s, b, measure, bool(target_se) and a == se.REFERENCE and not yardstick) for b in budgets
+             for a in arms for s in seeds[: (ARMS[a].max_seeds if capped else None) or len(seeds)]]
+    if yardstick:
+        tasks += [(se.REFERENCE, s + YARDSTICK_OFFSET, b, measure, bool(target_se)) for b in budgets for s in seeds]
     if jobs <= 1:
-        return [replay_search(a, s, b, tbl, m, v) for a, s, b, m, v in tasks]
-    import multiprocessing
+        runs = [replay_search(a, s, b, tbl, m, v) for a, s, b, m, v in tasks]
+    else:
+        import multiprocessing
 
-    _TABLE["table"] = tbl
-    with multiprocessing.get_context("fork").Pool(jobs) as pool:
-        return list(pool.imap_unordered(_replay_task, tasks, chunksize=2))
+        _TABLE["table"] = tbl
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            runs = list(pool.imap_unordered(_replay_task, tasks, chunksize=2))
+    for run in runs:
+        if run["seed"] >= YARDSTICK_OFFSET:
+            run["arm"], run["seed"] = YARDSTICK, run["seed"] - YARDSTICK_OFFSET
+    return runs
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -717,8 +768,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-decision-time", action="store_true", help="leave the searcher's measured time off the clock")
     p.add_argument("--any-table", action="store_true",
                    help="replay whatever space and setup the folder holds (a test table); default: the frozen bench's")
+    p.add_argument("--reference", choices=("independent", "paired"), default="independent",
+                   help="the yardstick: random_fifo on an independent seed (default) or on the arms' own seed, as "
+                        "search_efficiency.py pairs it (the check against the real seeds needs this)")
     p.add_argument("--real", type=Path, default=REAL_RUNS,
                    help="search_efficiency.py's real runs to check the 44-trial replay against (item 3)")
+    p.add_argument("--table-summary", action="store_true",
+                   help="write the recorded table's summary (bench/results/curves_summary_<date>.json) and exit")
     p.add_argument("--results-dir", default=None)
     args = p.parse_args(argv)
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
@@ -762,7 +818,9 @@ def print_tables(results: dict) -> None:
                            ("mean", "mean", "+.4f"), ("low", "95% low", "+.4f"), ("high", "95% high", "+.4f"),
                            ("ahead", "ahead", "")], title="paired 95 % bootstrap intervals over seeds"))
     real = results.get("versus_real")
-    if real:
+    if isinstance(real, str):
+        print(f"\nversus the real seeds: {real}")
+    elif real:
         rows = [{"arm": arm, "real": shown(c["real_median_ratio"]["median"]),
                  "low": shown(c["real_median_ratio"]["low"]), "high": shown(c["real_median_ratio"]["high"]),
                  "replay": shown(c["replay_median_ratio"]), "inside": c["median_inside"],
@@ -790,24 +848,39 @@ def main(argv=None) -> dict:
     except curves.CurvesError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2)
+    if args.table_summary:
+        summary = table_summary(tbl)
+        path = write_results("curves_summary", {"curves": str(args.curves), "manifest": {
+            k: v for k, v in dataclasses.asdict(tbl.manifest).items() if k not in ("grid", "parts")}}, summary,
+            args.results_dir, started)
+        log(f"best {summary['best']['val_f1']:.4f} (SE {summary['best']['val_se']:.4f}); "
+            f"{summary['within_1se_of_best_seed_mean']} of {summary['configurations']} configurations within 1 SE; "
+            f"wrote {path}")
+        return summary
     skipped = {a: why for a in args.arms if (why := arm_unavailable(a))}
     arms = [a for a in args.arms if a not in skipped]
     log(f"{len(tbl.curves)} curves, {len(tbl.manifest.grid)} grid points; {len(arms)} arms x {args.seeds} seeds x "
         f"budgets {args.budgets}" + (f"; skipped {skipped}" if skipped else ""))
     runs = replay_all(tbl, arms, list(range(args.seeds)), args.budgets, args.jobs, not args.no_decision_time,
-                      args.target_se, capped=not args.all_seeds)
+                      args.target_se, capped=not args.all_seeds, yardstick=args.reference == "independent")
     results = {"budgets": {str(b): analyse([r for r in runs if r["trials"] == b], args.target_se)
                            for b in args.budgets},
                "arms_skipped": skipped, "arms_not_replayed": NOT_REPLAYED, "arms_built": {a: dataclasses.asdict(ARMS[a]) for a in arms},
                "replay_wall_s": time.time() - started}
-    if "44" in results["budgets"] and args.real.exists() and not args.any_table:
+    if "44" in results["budgets"] and args.real.exists() and not args.any_table and args.reference == "paired":
         results["versus_real"] = versus_real(results["budgets"]["44"]["summary"], args.real)
+    elif args.reference != "paired":
+        results["versus_real"] = ("not checked: the real seeds' yardstick is random_fifo on the arms' own seed; "
+                                  "--reference paired replays that")
     print_tables(results)
     params = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "workers": K,
               "manifest": {k: v for k, v in dataclasses.asdict(tbl.manifest).items() if k not in ("grid", "parts")},
               "grid_points": len(tbl.manifest.grid), "configurations": len(tbl.manifest.keys())}
-    path = write_results("replay", params, results, args.results_dir, started,
-                         variant=None if not args.any_table else "anytable")
+    variant = "-".join(v for v in (
+        "anytable" if args.any_table else "", "paired" if args.reference == "paired" else "",
+        "" if set(args.arms) == set(DEFAULT_ARMS) else "arms" + "+".join(
+            a for a in args.arms if a not in (se.REFERENCE, BASELINE))) if v)
+    path = write_results("replay", params, results, args.results_dir, started, variant=variant or None)
     print(f"replayed {len(runs)} searches in {time.time() - started:.0f} s; wrote {path}")
     return results
 

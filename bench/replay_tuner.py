@@ -175,7 +175,8 @@ def main(argv=None) -> dict:
     finally:
         ray.shutdown()
         shutil.rmtree(storage, ignore_errors=True)
-    simulated = replay.replay_all(tbl, list(ARMS), seeds, [args.trials], 1, True, 0.0)
+    simulated = replay.replay_all(tbl, list(ARMS), seeds, [args.trials], 1, True, 0.0,
+                                  yardstick=False)  # paired, as the real Tuner runs are
     results = {"real_tuner": replay.analyse(real, 0.0), "replay": replay.analyse(simulated, 0.0)}
     results["check"] = check(results["real_tuner"]["summary"], results["replay"]["summary"])
     for arm, c in results["check"].items():

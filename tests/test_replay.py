@@ -225,7 +225,8 @@ def test_shared_lr_arms_search_one_lr_index_and_land_on_grid_points(tiny_table, 
 
 def test_replay_figures_pair_every_arm_with_random_asha(tiny_table):
     tbl = replay.CurvesTable(tiny_table)
-    runs = replay.replay_all(tbl, ["tpe_asha", "random_asha", "random_fifo"], list(range(4)), [8], 1, False, 1.0)
+    runs = replay.replay_all(tbl, ["tpe_asha", "random_asha", "random_fifo"], list(range(4)), [8], 1, False, 1.0,
+                             yardstick=False)
     out = replay.analyse(runs, 1.0)
     fifo = out["summary"]["random_fifo"]
     assert fifo["seeds"] == 4 and fifo["share_of_fifo_epochs"] == pytest.approx(1.0)
@@ -236,6 +237,28 @@ def test_replay_figures_pair_every_arm_with_random_asha(tiny_table):
     assert row["target"] < row["reference_best"]  # 1 bootstrap SE below
     ref = next(r for r in runs if r["arm"] == "random_fifo" and r["seed"] == row["seed"])
     assert ref["promoted"]["val_f1"] == row["reference_best"]
+
+
+def test_the_yardstick_is_a_search_of_its_own_and_shares_no_arms_configurations(tiny_table):
+    tbl = replay.CurvesTable(tiny_table)
+
+    def proposed(arm: str, seed: int) -> list[str]:
+        sim = replay.Replay(arm, seed, 8, tbl, measure=False)
+        sim.run()
+        return [f"{tbl.key_of(t.config)}@{t.config['threshold']}" for t in sim.controller.trials]
+
+    # why the arms' own seed would not do: random_asha proposes random_fifo's configurations, in order
+    assert proposed("random_asha", 3) == proposed("random_fifo", 3)
+    assert not set(proposed("random_fifo", 3 + replay.YARDSTICK_OFFSET)) & set(proposed("random_asha", 3))
+    runs = replay.replay_all(tbl, ["random_asha", "random_fifo"], [0, 1, 2], [8], 1, False, 0.0)
+    yardsticks = {r["seed"]: r for r in runs if r["arm"] == replay.YARDSTICK}
+    assert sorted(yardsticks) == [0, 1, 2]
+    out = replay.analyse(runs, 0.0)
+    assert set(out["summary"]) == {"random_asha", "random_fifo"}
+    for row in out["per_seed"]:
+        ys = yardsticks[row["seed"]]
+        assert row["reference_best"] == se.best_within(ys["events"], len(ys["events"]))
+        assert row["budget_trial_epochs"] == 8 * EPOCHS and row["budget_trial_s"] == se.spent_s(ys["events"])
 
 
 def test_the_real_tuner_check_ships_scores_that_match_the_table(tiny_table):
@@ -253,6 +276,22 @@ def test_the_real_tuner_check_ships_scores_that_match_the_table(tiny_table):
         assert scores.key_of(trial.config) == tbl.key_of(trial.config)
     draws = {scores.seed_of(7, f"{k:08x}") for k in range(40)}
     assert draws == set(tbl.seeds) and scores.seed_of(7, "abc") == scores.seed_of(7, "abc")
+
+
+def test_the_table_summary_finds_the_best_point_and_counts_the_configurations_near_it(tiny_table):
+    tbl = replay.CurvesTable(tiny_table)
+    out = replay.table_summary(tbl, step=0.05)
+    assert len(out["parts"]) == len(tbl.curves) and out["configurations"] == len(tbl.manifest.keys())
+    best = out["best"]
+    curve = tbl.curves[best["part"], best["seed"]]
+    assert best["val_f1"] == pytest.approx(tbl.val_f1(curve, best["epoch"], best["threshold"]))
+    # no part, epoch or threshold of the grid scores above it
+    assert all(e["val_f1"] <= best["val_f1"] for p in out["parts"] for e in p["epochs"])
+    by_key = {}
+    for p in out["parts"]:
+        by_key.setdefault(p["part"], []).append(max(e["val_f1"] for e in p["epochs"]))
+    near = sum(np.mean(v) >= best["val_f1"] - best["val_se"] for v in by_key.values())
+    assert best["val_se"] > 0 and out["within_1se_of_best_seed_mean"] == near
 
 
 def test_the_replay_is_judged_against_the_real_seeds_intervals():

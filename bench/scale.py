@@ -19,8 +19,9 @@ USS), and the step's seconds. Steps (--steps): synth (data synth --n N --test 50
 decode_miss and decode_hit (data.load + data.decode in a subprocess, the decoded array removed from the run's
 $LABELTUNE_CACHE before the first),
 trial_copy (no training: 2 Ray actors each take the array from the object store as a 128-px CPU trial does and
-hold it: where a private copy per trial shows), search (a 2-trial search of the `quick` space at 32 px, 1 epoch, MLflow on: its seconds, and from its start
-to the first trial result, read from the trials' result rows), promote (--no-register --allow-below-baseline:
+hold it: where a private copy per trial shows), search (a 2-trial search of the `quick` space at 32 px, 1 epoch, MLflow on: its seconds, from its start
+to the first trial result, and its set-up (setup_s: until the first trial has its data and can train), read from
+the trials' result rows), promote (--no-register --allow-below-baseline:
 1 epoch of training is rarely above the baseline), pred (the promoted checkpoint on the 5,000 test images),
 searches, report.
 
@@ -233,16 +234,42 @@ def trial_copy(data_dir: str, trials: int = 2) -> None:
     ray.shutdown()
 
 
-def first_result_s(search_dir: Path, started: float) -> float | None:
-    """From the search step's start to the first trial result (the earliest reported_at of its trials' rows)."""
-    times = []
+def result_rows(search_dir: Path) -> list[dict]:
+    """Every result row of the search's trials (Tune's trial_*/result.json)."""
+    rows = []
     for result in search_dir.glob("trial_*/result.json"):
         for line in result.read_text().splitlines():
             try:
-                times.append(json.loads(line)["reported_at"])
-            except (ValueError, KeyError):
+                rows.append(json.loads(line))
+            except ValueError:
                 continue
+    return rows
+
+
+def first_result_s(search_dir: Path, started: float) -> float | None:
+    """From the search step's start to the first trial result (the earliest reported_at of its trials' rows)."""
+    times = [row["reported_at"] for row in result_rows(search_dir) if "reported_at" in row]
     return min(times) - started if times else None
+
+
+def setup_s(search_dir: Path, started: float) -> float | None:
+    """The search's set-up: from its start until the first trial has its data and can train (the earliest
+    started_at + data_setup_s of its trials' rows): Ray, the decode cache, the object store, the trial's start."""
+    ready = [row["started_at"] + row["data_setup_s"] for row in result_rows(search_dir)
+             if "started_at" in row and "data_setup_s" in row]
+    return min(ready) - started if ready else None
+
+
+def add_setup(path: Path, root: Path) -> None:
+    """--add-setup: a finished run's JSON gets each search step's setup_s from its kept trial rows (--keep)."""
+    doc = json.loads(path.read_text())
+    for n, runs in doc["results"]["per_n"].items():
+        if "search" in runs:
+            runs["search"]["setup_s"] = setup_s(root / "home" / "runs" / f"scale-{n}", runs["search"]["started"])
+    doc["results"]["setup_s_added_from"] = str(root / "home" / "runs")
+    path.write_text(json.dumps(doc, indent=1))
+    print(f"{path}: setup_s " + ", ".join(f"{n}: {r['search'].get('setup_s')}" for n, r in
+                                          doc["results"]["per_n"].items() if "search" in r))
 
 
 def run_size(n: int, args, root: Path, env: dict, space_file: Path) -> dict:
@@ -262,7 +289,9 @@ def run_size(n: int, args, root: Path, env: dict, space_file: Path) -> dict:
             argv = [str(found[-1]) if a == "PROMOTED" and found else a for a in argv]
         out[name] = run_step(name, argv, env, args.every_s, args.timeout_s, cwd=args.tree)
         if name == "search":
-            out[name]["first_result_s"] = first_result_s(root / "home" / "runs" / f"scale-{n}", out[name]["started"])
+            search_dir = root / "home" / "runs" / f"scale-{n}"
+            out[name]["first_result_s"] = first_result_s(search_dir, out[name]["started"])
+            out[name]["setup_s"] = setup_s(search_dir, out[name]["started"])
     return out
 
 
@@ -319,6 +348,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--label", default="", help="a name for the run (before / after)")
     p.add_argument("--keep", action="store_true", help="keep the datasets and the run's home afterwards")
     p.add_argument("--results-dir", default=None)
+    p.add_argument("--add-setup", type=Path, default=None,
+                   help="add setup_s to a finished run's JSON from the trial rows its --keep left, then exit")
     args = p.parse_args(argv)
     args.n = [int(x) for x in args.n.split(",") if x]
     args.steps = [s for s in args.steps.split(",") if s]
@@ -334,6 +365,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     started = time.time()
     root = bench_root() / "scale-work"
+    if args.add_setup:
+        return add_setup(args.add_setup, root)
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "LABELTUNE_HOME": str(root / "home"), "LABELTUNE_CACHE": str(root / "home" / "cache"),
            "PYTHONPATH": args.tree,

@@ -76,6 +76,8 @@ K = 2
 BUDGETS = (44, 128)
 BASELINE = "random_asha"
 """every arm is paired against it"""
+DEFAULT = "tpe_asha"
+"""the product's default search: an arm that would replace it must be ahead of it, paired by seed"""
 LR_INDEX = "lr_index"
 """the shared learning-rate axis of the shared_lr arms"""
 INF_STANDIN = 1e9
@@ -623,12 +625,14 @@ def paired(rows: list[dict], a: str, b: str) -> dict:
 
 
 def analyse(runs: list[dict], target_se: float) -> dict:
-    """One budget's per-seed rows, summary per arm, and each arm paired against BASELINE (and FIFO)."""
+    """One budget's per-seed rows, summary per arm, and each arm paired against BASELINE, against DEFAULT (the
+    decision: an arm replaces the default only if ahead of it) and, for the two base arms, against FIFO."""
     seeds = sorted({r["seed"] for r in runs})
     rows = [row for seed in seeds
             if (row := seed_row(seed, {r["arm"]: r for r in runs if r["seed"] == seed}, target_se))]
     arms = list(dict.fromkeys(r["arm"] for r in runs if r["arm"] != YARDSTICK))
     pairs = [(a, BASELINE) for a in arms if a != BASELINE and BASELINE in arms]
+    pairs += default_pairs(arms)
     pairs += [(a, se.REFERENCE) for a in ("tpe_asha", BASELINE) if a in arms and se.REFERENCE in arms]
     rhos = [se.rank_correlation(r) for r in runs if r["arm"] == se.REFERENCE]
     correlation = {rung: float(np.median([c[rung]["rho"] for c in rhos if c[rung]["rho"] is not None]))
@@ -636,6 +640,24 @@ def analyse(runs: list[dict], target_se: float) -> dict:
     return {"summary": {arm: summarise(arm, rows) for arm in arms},
             "comparisons": {f"{a} - {b}": paired(rows, a, b) for a, b in pairs},
             "rank_correlation_median_rho": correlation, "per_seed": rows}
+
+
+def default_pairs(arms: list[str]) -> list[tuple[str, str]]:
+    """Every arm but the baseline (its pair is the other way round) against DEFAULT."""
+    return [(a, DEFAULT) for a in arms if a not in (DEFAULT, BASELINE) and DEFAULT in arms]
+
+
+def add_default_comparisons(path: Path) -> dict:
+    """--compare-default: a finished run's JSON gets its `arm - tpe_asha` pairs from its stored per-seed rows
+    (nothing is replayed again; runs written before DEFAULT was paired lack them)."""
+    import json
+
+    doc = json.loads(Path(path).read_text())
+    for figures in doc["results"]["budgets"].values():
+        for a, b in default_pairs(list(figures["summary"])):
+            figures["comparisons"][f"{a} - {b}"] = paired(figures["per_seed"], a, b)
+    Path(path).write_text(json.dumps(doc, indent=1))
+    return doc
 
 
 REAL_RUNS = Path(__file__).resolve().parent / "results" / (
@@ -775,6 +797,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="search_efficiency.py's real runs to check the 44-trial replay against (item 3)")
     p.add_argument("--table-summary", action="store_true",
                    help="write the recorded table's summary (bench/results/curves_summary_<date>.json) and exit")
+    p.add_argument("--compare-default", type=Path, default=None,
+                   help=f"add every arm - {DEFAULT} pair to a finished run's JSON from its per-seed rows, then exit")
     p.add_argument("--results-dir", default=None)
     args = p.parse_args(argv)
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
@@ -843,6 +867,10 @@ def main(argv=None) -> dict:
 
     warnings_off(optuna)
     started = time.time()
+    if args.compare_default:
+        doc = add_default_comparisons(args.compare_default)
+        print_tables(doc["results"])
+        return doc["results"]
     try:
         tbl = CurvesTable(args.curves, None if args.any_table else expected_fingerprints())
     except curves.CurvesError as exc:
@@ -891,7 +919,12 @@ def warnings_off(optuna) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # GPSampler's suggestions take ~1 s: Ray warns about a slow define-by-run function at every one
+    warnings.filterwarnings("ignore", message="Define-by-run function passed", category=UserWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # GPSampler without the optional greenlet package: one warning per study, the same fallback each time
+    for handler in logging.getLogger("optuna").handlers:  # its child loggers' records reach only its handler
+        handler.addFilter(lambda record: "'greenlet' package is unavailable" not in record.getMessage())
     logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
 
 

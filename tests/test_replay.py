@@ -232,11 +232,29 @@ def test_replay_figures_pair_every_arm_with_random_asha(tiny_table):
     assert fifo["seeds"] == 4 and fifo["share_of_fifo_epochs"] == pytest.approx(1.0)
     assert fifo["median_ratio"]["median"] <= 1 and fifo["misses"] == 0  # the reference reaches its own best - 1 SE
     assert out["summary"]["random_asha"]["share_of_fifo_epochs"] < 1
-    assert {"tpe_asha - random_asha", "random_fifo - random_asha"} <= set(out["comparisons"])
+    assert {"tpe_asha - random_asha", "random_fifo - random_asha", "random_fifo - tpe_asha"} <= set(out["comparisons"])
+    assert "random_asha - tpe_asha" not in out["comparisons"]  # the baseline pair is tpe_asha - random_asha
     row = out["per_seed"][0]
     assert row["target"] < row["reference_best"]  # 1 bootstrap SE below
     ref = next(r for r in runs if r["arm"] == "random_fifo" and r["seed"] == row["seed"])
     assert ref["promoted"]["val_f1"] == row["reference_best"]
+
+
+def test_pairs_against_the_default_are_added_to_a_finished_run_from_its_rows(tiny_table, tmp_path):
+    import json
+
+    tbl = replay.CurvesTable(tiny_table)
+    runs = replay.replay_all(tbl, ["tpe_asha", "random_asha", "random_fifo", "tpe_pruned"], [0, 1, 2], [8], 1,
+                             False, 0.0)
+    figures = json.loads(json.dumps(replay.analyse(runs, 0.0)))  # as a JSON holds it
+    want = {k: v for k, v in figures["comparisons"].items() if k.endswith(f" - {replay.DEFAULT}")}
+    assert set(want) == {"random_fifo - tpe_asha", "tpe_pruned - tpe_asha"}
+    older = {**figures, "comparisons": {k: v for k, v in figures["comparisons"].items() if k not in want}}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"results": {"budgets": {"8": older}}}))
+    replay.add_default_comparisons(path)
+    added = json.loads(path.read_text())["results"]["budgets"]["8"]["comparisons"]
+    assert {k: added[k] for k in want} == want
 
 
 def test_the_yardstick_is_a_search_of_its_own_and_shares_no_arms_configurations(tiny_table):

@@ -9,7 +9,7 @@ not hide the cost):
              (shard-00000.npy, ...) beside a manifest.json (source cache, N, shape, shard sizes)
   in_memory  what a trial does today: one epoch of shuffled batches gathered from the array (a permutation, then
              array[idx] per batch), read from the memory map (page cache warm after the first pass)
-  stream     a Ray Data pipeline (read_numpy over the shards, block order shuffled each epoch, a local shuffle
+  stream     a Ray Data pipeline (read_numpy over the shards in an order shuffled each epoch, a local shuffle
              buffer of --shuffle-buffer images) consumed in one Ray actor, the trial, with iter_batches: images per
              second over a whole epoch, and the seconds to its first batch
 
@@ -91,7 +91,10 @@ def stream_epoch(folder: Path, manifest: dict, shuffle_buffer: int, epochs: int)
     trial = Trial.remote()
     out = []
     for epoch in range(epochs):
-        ds = ray.data.read_numpy(paths).randomize_block_order(seed=epoch)
+        # the shard order shuffled here, not by randomize_block_order: that is an all-to-all operation, which
+        # reads every shard before the first batch (44-54 s at 200k images, bench/results/stream-n200000_2026-12-07)
+        order = [paths[i] for i in np.random.default_rng(epoch).permutation(len(paths))]
+        ds = ray.data.read_numpy(order)
         out.append(ray.get(trial.epoch.remote(ds, shuffle_buffer)))
         log(f"stream epoch {epoch + 1}: {out[-1]['img_s']:,.0f} img/s, first batch {out[-1]['first_batch_s']:.2f} s")
     return out

@@ -430,7 +430,10 @@ class Clock:
 class Replay:
     """One search of an arm on the table: K workers and a driver on the simulated clock, in Tune's order."""
 
-    def __init__(self, name: str, seed: int, trials: int, tbl: CurvesTable, measure: bool = True) -> None:
+    def __init__(self, name: str, seed: int, trials: int, tbl: CurvesTable, measure: bool = True,
+                 draw=None) -> None:
+        """`draw(config)`: the recorded training seed a trial of `config` trains on, instead of the seed's rng
+        (replay_tuner.py's rule, which a real trainable can follow)."""
         opts = arm_options(name, trials, tbl.epochs, seed)
         self.name, self.seed, self.trials, self.tbl = name, seed, trials, tbl
         if ARMS[name].native:
@@ -442,6 +445,7 @@ class Replay:
         self.controller, self.clock = SimController(), Clock(measure)
         # trial k's training seed, the same for every arm of this seed: arms are paired by seed
         self.draws = np.random.default_rng(seed).integers(len(tbl.seeds), size=trials)
+        self.draw = draw
         self.queue: list = []  # (arrival, order, trial, "result" or "error")
         self.order = itertools.count()
         self.events: list[dict] = []
@@ -454,7 +458,8 @@ class Replay:
         k = len(self.controller.trials)
         trial_id = f"{self.seed:03d}_{k:05d}"
         config = self.clock.timed(self.searcher.suggest, trial_id)
-        curve = self.tbl.curves[self.tbl.key_of(config), self.tbl.seeds[self.draws[k]]]
+        seed = self.draw(config) if self.draw else self.tbl.seeds[self.draws[k]]
+        curve = self.tbl.curves[self.tbl.key_of(config), seed]
         trial = SimTrial(trial_id, config, curve, float(config["threshold"]))
         self.controller.trials.append(trial)
         self.scheduler.on_trial_add(self.controller, trial)

@@ -10,8 +10,12 @@ figures are replay.py's (its analyse), so the two can be compared seed by seed a
 What differs from the replay, on purpose:
 - val micro-F1 is looked up on a threshold grid of F1_STEP (the trainable ships 12 MB of scores, not 400 MB of
   probabilities); the promoted trial is scored exactly;
-- a trial's training seed is drawn from (search seed, Tune trial id), not from the replay's per-search rng, so the
-  runs are paired with the replay by target only (the same random_fifo reference table), not by draws;
+- a trial's training seed is drawn from (search seed, its configuration) on both sides (Scores.seed_of; the replay
+  gets the same rule through Replay's `draw`), not from replay.py's per-search rng: Tune's trial ids are random, and
+  the trainable does not know its trial's index. So the same configuration trains on the same recorded seed in
+  every arm of a seed and on both sides, as replay.py's draws pair them (the first run drew from the trial id,
+  which trained random_asha's copy of random_fifo's best on another seed than random_fifo's:
+  results/replay_tuner-unpaired_2026-12-07.json);
 - a recorded divergence raises in the trainable, and Tune does not retry it (max_failures 0), as the replay.
 
     python bench/replay_tuner.py --seeds 6                   # tpe_asha, random_asha, random_fifo at 44 trials
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import shutil
 import sys
@@ -62,9 +67,11 @@ class Scores:
     def key_of(self, config: dict) -> str:
         return replay.grid_key(config, self.names, self.lookup, self.parts)
 
-    def seed_of(self, search_seed: int, trial_id: str) -> int:
-        """The recorded training seed trial `trial_id` of search `search_seed` draws (the driver draws it again)."""
-        return self.seeds[zlib.crc32(f"{search_seed}/{trial_id}".encode()) % len(self.seeds)]
+    def seed_of(self, search_seed: int, config: dict) -> int:
+        """The recorded training seed a trial of `config` in search `search_seed` draws (the driver draws it again,
+        and so does the replay side)."""
+        key = f"{search_seed}/{self.key_of(config)}/{float(config['threshold'])!r}"
+        return self.seeds[zlib.crc32(key.encode()) % len(self.seeds)]
 
     def val_f1(self, key: str, seed: int, epoch: int, threshold: float) -> float:
         return float(self.f1[key, seed][epoch - 1, int(round((threshold - self.low) / F1_STEP))])
@@ -85,7 +92,7 @@ def curve_trial(config: dict, scores: Scores) -> None:
     from ray import tune
 
     key = scores.key_of(config)
-    seed = scores.seed_of(config["seed"], tune.get_context().get_trial_id())
+    seed = scores.seed_of(config["seed"], config)
     startup, epoch_s, diverged_s = scores.seconds[key, seed]
     time.sleep(startup / FACTOR)
     for epoch, seconds in enumerate(epoch_s, start=1):
@@ -118,7 +125,7 @@ def run_real(arm: str, seed: int, trials: int, tbl: replay.CurvesTable, scores: 
         trial_id = result.metrics.get("trial_id") if result.metrics else None
         if trial_id:
             key = scores.key_of(result.config)
-            seed_drawn = scores.seed_of(seed, trial_id)
+            seed_drawn = scores.seed_of(seed, result.config)
             trials_run[trial_id] = replay.SimTrial(trial_id, result.config, tbl.curves[key, seed_drawn],
                                                    float(result.config["threshold"]))
     events = sorted(clock.events, key=lambda e: e["t"])
@@ -175,8 +182,8 @@ def main(argv=None) -> dict:
     finally:
         ray.shutdown()
         shutil.rmtree(storage, ignore_errors=True)
-    simulated = replay.replay_all(tbl, list(ARMS), seeds, [args.trials], 1, True, 0.0,
-                                  yardstick=False)  # paired, as the real Tuner runs are
+    simulated = [replay.Replay(arm, seed, args.trials, tbl, draw=functools.partial(scores.seed_of, seed)).run()
+                 for seed in seeds for arm in ARMS]  # the yardstick on the arms' own seed, as the real runs have it
     results = {"real_tuner": replay.analyse(real, 0.0), "replay": replay.analyse(simulated, 0.0)}
     results["check"] = check(results["real_tuner"]["summary"], results["replay"]["summary"])
     for arm, c in results["check"].items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import heapq
 import sys
 from pathlib import Path
@@ -292,8 +293,13 @@ def test_the_real_tuner_check_ships_scores_that_match_the_table(tiny_table):
     sim.run()
     for trial in sim.controller.trials:  # the trainable finds the same part as the replay
         assert scores.key_of(trial.config) == tbl.key_of(trial.config)
-    draws = {scores.seed_of(7, f"{k:08x}") for k in range(40)}
-    assert draws == set(tbl.seeds) and scores.seed_of(7, "abc") == scores.seed_of(7, "abc")
+    configs = [{**sim.controller.trials[0].config, "threshold": 0.2 + k / 100} for k in range(40)]
+    draws = [scores.seed_of(7, c) for c in configs]
+    assert set(draws) == set(tbl.seeds) and draws == [scores.seed_of(7, dict(c)) for c in configs]
+    # the replay side trains each configuration on the seed the trainable draws for it
+    sim = replay.Replay("random_asha", 7, 6, tbl, measure=False, draw=functools.partial(scores.seed_of, 7))
+    sim.run()
+    assert all(t.curve is tbl.curves[tbl.key_of(t.config), scores.seed_of(7, t.config)] for t in sim.controller.trials)
 
 
 def test_the_table_summary_finds_the_best_point_and_counts_the_configurations_near_it(tiny_table):

@@ -40,9 +40,10 @@ replay's rng (seed i: the same draws for every arm), so the seed noise stays in 
 Figures per arm and budget (44 and 128 trials, 6 epochs) over `--seeds` seeds, as search_efficiency.py defines
 them (its first_reach, best_within, log2_ratio, paired_interval and compare): the median ratio (trial-epochs
 until some trial first reaches the yardstick's best minus --target-se bootstrap SEs, / its whole budget; the
-yardstick is a random_fifo search on an independent seed, see YARDSTICK) with a 95 % bootstrap interval over seeds, misses, the same in trial-seconds, best val at an equal
-budget, the promoted trial's test micro-F1 and winner's curse, ASHA's share of random_fifo's trial-epochs, and
-every arm paired against random_asha.
+yardstick is a random_fifo search on an independent seed, see YARDSTICK) with a 95 % bootstrap interval over
+seeds, misses, the same in trial-seconds, best val at an equal budget, the promoted trial's test micro-F1 and
+winner's curse, ASHA's share of random_fifo's trial-epochs, and every arm paired against random_asha and against
+tpe_asha (the default).
 
     python bench/replay.py                                            # every arm, 100 seeds, budgets 44 and 128
     python bench/replay.py --arms tpe_asha,random_asha,random_fifo --seeds 20 --budgets 44

@@ -18,7 +18,7 @@ What differs from the replay, on purpose:
   results/replay_tuner-unpaired_2026-12-07.json);
 - a recorded divergence raises in the trainable, and Tune does not retry it (max_failures 0), as the replay.
 
-    python bench/replay_tuner.py --seeds 6                   # tpe_asha, random_asha, random_fifo at 44 trials
+    python bench/replay_tuner.py --seeds 5                   # tpe_asha, random_asha, random_fifo at 44 trials
     python bench/replay_tuner.py --seeds 2 --trials 12 --curves /tmp/tiny --any-table
 """
 

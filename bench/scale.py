@@ -19,9 +19,9 @@ USS), and the step's seconds. Steps (--steps): synth (data synth --n N --test 50
 decode_miss and decode_hit (data.load + data.decode in a subprocess, the decoded array removed from the run's
 $LABELTUNE_CACHE before the first),
 trial_copy (no training: 2 Ray actors each take the array from the object store as a 128-px CPU trial does and
-hold it: where a private copy per trial shows), search (a 2-trial search of the `quick` space at 32 px, 1 epoch, MLflow on: its seconds, from its start
-to the first trial result, and its set-up (setup_s: until the first trial has its data and can train), read from
-the trials' result rows), promote (--no-register --allow-below-baseline:
+hold it: where a private copy per trial shows), search (a 2-trial search of the `quick` space at 32 px, 1 epoch,
+MLflow on: its seconds, from its start to the first trial result, and its set-up (setup_s: until the first trial
+has its data and can train), read from the trials' result rows), promote (--no-register --allow-below-baseline:
 1 epoch of training is rarely above the baseline), pred (the promoted checkpoint on the 5,000 test images),
 searches, report.
 
@@ -246,17 +246,21 @@ def result_rows(search_dir: Path) -> list[dict]:
     return rows
 
 
-def first_result_s(search_dir: Path, started: float) -> float | None:
+def search_dir(root: Path, n: int | str) -> Path:
+    """The Tune folder of the search step for N images."""
+    return root / "home" / "runs" / f"scale-{n}"
+
+
+def first_result_s(rows: list[dict], started: float) -> float | None:
     """From the search step's start to the first trial result (the earliest reported_at of its trials' rows)."""
-    times = [row["reported_at"] for row in result_rows(search_dir) if "reported_at" in row]
+    times = [row["reported_at"] for row in rows if "reported_at" in row]
     return min(times) - started if times else None
 
 
-def setup_s(search_dir: Path, started: float) -> float | None:
+def setup_s(rows: list[dict], started: float) -> float | None:
     """The search's set-up: from its start until the first trial has its data and can train (the earliest
     started_at + data_setup_s of its trials' rows): Ray, the decode cache, the object store, the trial's start."""
-    ready = [row["started_at"] + row["data_setup_s"] for row in result_rows(search_dir)
-             if "started_at" in row and "data_setup_s" in row]
+    ready = [row["started_at"] + row["data_setup_s"] for row in rows if "started_at" in row and "data_setup_s" in row]
     return min(ready) - started if ready else None
 
 
@@ -265,7 +269,7 @@ def add_setup(path: Path, root: Path) -> None:
     doc = json.loads(path.read_text())
     for n, runs in doc["results"]["per_n"].items():
         if "search" in runs:
-            runs["search"]["setup_s"] = setup_s(root / "home" / "runs" / f"scale-{n}", runs["search"]["started"])
+            runs["search"]["setup_s"] = setup_s(result_rows(search_dir(root, n)), runs["search"]["started"])
     doc["results"]["setup_s_added_from"] = str(root / "home" / "runs")
     path.write_text(json.dumps(doc, indent=1))
     print(f"{path}: setup_s " + ", ".join(f"{n}: {r['search'].get('setup_s')}" for n, r in
@@ -282,16 +286,16 @@ def run_size(n: int, args, root: Path, env: dict, space_file: Path) -> dict:
             for cached in (root / "home" / "cache").glob("*.npy"):
                 cached.unlink()
         if name == "search":
-            shutil.rmtree(root / "home" / "runs" / f"scale-{n}", ignore_errors=True)
+            shutil.rmtree(search_dir(root, n), ignore_errors=True)
         argv = commands[name]
         if name == "pred":  # the newest promotion's checkpoint (promoted/<stamp>/checkpoint.pt)
-            found = sorted((root / "home" / "runs" / f"scale-{n}" / "promoted").glob("*/checkpoint.pt"))
+            found = sorted((search_dir(root, n) / "promoted").glob("*/checkpoint.pt"))
             argv = [str(found[-1]) if a == "PROMOTED" and found else a for a in argv]
         out[name] = run_step(name, argv, env, args.every_s, args.timeout_s, cwd=args.tree)
         if name == "search":
-            search_dir = root / "home" / "runs" / f"scale-{n}"
-            out[name]["first_result_s"] = first_result_s(search_dir, out[name]["started"])
-            out[name]["setup_s"] = setup_s(search_dir, out[name]["started"])
+            rows = result_rows(search_dir(root, n))
+            out[name]["first_result_s"] = first_result_s(rows, out[name]["started"])
+            out[name]["setup_s"] = setup_s(rows, out[name]["started"])
     return out
 
 

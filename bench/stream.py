@@ -92,7 +92,7 @@ def stream_epoch(folder: Path, manifest: dict, shuffle_buffer: int, epochs: int)
     out = []
     for epoch in range(epochs):
         # the shard order shuffled here, not by randomize_block_order: that is an all-to-all operation, which
-        # reads every shard before the first batch (44-54 s at 200k images, bench/results/stream-n200000_2026-12-07)
+        # reads every shard before the first batch (44-54 s at 200k images: results/stream-n200000-blockorder_2026-12-07.json)
         order = [paths[i] for i in np.random.default_rng(epoch).permutation(len(paths))]
         ds = ray.data.read_numpy(order)
         out.append(ray.get(trial.epoch.remote(ds, shuffle_buffer)))

@@ -17,10 +17,11 @@ sampler thread reads, every --every-s seconds:
 and keeps each figure's peak, the whole tree's processes at the moment system_used peaked (name, RSS, PSS,
 USS), and the step's seconds. Steps (--steps): synth (data synth --n N --test 5000), check (data check),
 decode_miss and decode_hit (data.load + data.decode in a subprocess, the decoded array removed from the run's
-$LABELTUNE_CACHE before the first),
+$LABELTUNE_CACHE before the first), convert (the decoded array converted to the search's one size, 32 px RGB,
+as a search whose every trial asks it ships it: made once per dataset and size, its cache removed first),
 trial_copy (no training: 2 Ray actors each take the array from the object store as a 128-px CPU trial does and
 hold it: where a private copy per trial shows), search (a 2-trial search of the `quick` space at 32 px, 1 epoch,
-MLflow on: its seconds, from its start to the first trial result, and its set-up (setup_s: until the first trial
+MLflow on, on cache hits: its seconds, from its start to the first trial result, and its set-up (setup_s: until the first trial
 has its data and can train), read from the trials' result rows), promote (--no-register --allow-below-baseline:
 1 epoch of training is rarely above the baseline), pred (the promoted checkpoint on the 5,000 test images),
 searches, report.
@@ -48,9 +49,11 @@ from pathlib import Path
 
 from common import REPO, bench_root, log, table, write_results
 
-STEPS = ("synth", "check", "decode_miss", "decode_hit", "trial_copy", "search", "promote", "pred", "searches", "report")
+STEPS = ("synth", "check", "decode_miss", "decode_hit", "convert", "trial_copy", "search", "promote", "pred", "searches", "report")
 SIDE, CHANNELS = 128, 3
 TEST_IMAGES = 5000
+SEARCH_SIZE = 32
+"""the search step's one image size (the quick space at 32 px): its trials get the array converted to it (convert)"""
 
 
 # ---- the sampler (Linux /proc, no dependency) --------------------------------------------------------
@@ -167,7 +170,7 @@ def quick_space_file(folder: Path) -> Path:
     """The `quick` space at 32 px (the CPU affords it at 200k images), as a JSON file `--space` reads."""
     from search import space as spaces
 
-    space = {**spaces.load_space("quick"), "image_size": 32}
+    space = {**spaces.load_space("quick"), "image_size": SEARCH_SIZE}
     path = folder / "quick32.json"
     path.write_text(json.dumps(space))
     return path
@@ -179,12 +182,16 @@ def step_commands(n: int, root: Path, space_file: Path) -> dict[str, list[str]]:
     data, name = root / f"data{n}", f"scale-{n}"
     decode = ("import sys; from trainable import data; ds = data.load(sys.argv[1]); a = data.decode(ds, 'rgb'); "
               "print(a.shape, a.nbytes)")
+    convert = ("import sys; from trainable.trial_data import load_trial_data; "
+               f"_, d = load_trial_data(sys.argv[1], 0, False, form=('rgb', {SEARCH_SIZE})); "
+               "print(d.images.shape, d.images.nbytes)")
     trial_copy = [sys.executable, str(Path(__file__).resolve()), "--trial-copy", str(data)]
     return {
         "synth": lt + ["data", "synth", "--out", str(data), "--n", str(n), "--test", str(TEST_IMAGES), "--force"],
         "check": lt + ["data", "check", str(data)],
         "decode_miss": py + ["-c", decode, str(data)],
         "decode_hit": py + ["-c", decode, str(data)],
+        "convert": py + ["-c", convert, str(data)],
         "trial_copy": trial_copy,
         "search": lt + ["search", "--data", str(data), "--space", str(space_file), "--trials", "2", "--epochs", "1",
                         "--concurrency", "2", "--name", name],
@@ -284,6 +291,9 @@ def run_size(n: int, args, root: Path, env: dict, space_file: Path) -> dict:
             shutil.rmtree(root / "home" / "cache", ignore_errors=True)
         if name == "decode_miss":  # the decoded arrays only: data check's verdict stays, as after a user's check
             for cached in (root / "home" / "cache").glob("*.npy"):
+                cached.unlink()
+        if name == "convert":  # the array at the search's one size: made once per dataset, then a hit like decode's
+            for cached in (root / "home" / "cache").glob(f"*-rgb-{SEARCH_SIZE}-*.npy"):
                 cached.unlink()
         if name == "search":
             shutil.rmtree(search_dir(root, n), ignore_errors=True)

@@ -1,14 +1,15 @@
 """Does the search's data fit the node's memory? Checked before Ray starts, and the object store sized for it.
 
-    needs = search_needs(data.images.nbytes, space, concurrency=2)
-    check_fits(needs, available_bytes(), n_images=len(data.targets))      # or a SearchError, one line
+    needs = search_needs(n_images, space, concurrency=2)
+    check_fits(needs, available_bytes(), n_images)                        # or a SearchError, one line
     ray.init(object_store_memory=object_store_bytes(data.images.nbytes), ...)
 
 Where the decoded images live during a search (bench/scale.py measures it):
 - the driver reads them from the decode cache's memory map: page cache, which the kernel can give
   back, so it is not counted;
 - Ray's object store holds them once per node (`tune.with_parameters`); its pages are shared memory
-  that cannot be given back: counted once;
+  that cannot be given back: counted once. When every trial asks one colour and size (`shipped_form`:
+  the quick space's 64 px RGB) the store holds them converted to it, 1/4 of the bytes at 64 px;
 - a CPU trial at the array's own size and colour reads the object store's copy in place
   (trainable/gym.py to_device_images); a downsampled or gray CPU trial holds its smaller array:
   counted per concurrent trial; a GPU trial's copy is in GPU memory, not counted here;
@@ -23,9 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from search.options import SearchError
+from trainable.config import COLOR_MODES
 
 SIDE, RGB = 128, 3
 """the decoded array's side and channels (trainable/data.py)"""
+CHANNELS = {color: channels for color, (_, channels) in COLOR_MODES.items()}
 TRIAL_PROCESS_BYTES = 1 * 2**30
 """a CPU trial's own process: torch, the model, its batches (measured: bench/scale.py, top_processes_at_peak)"""
 DRIVER_AND_RAY_BYTES = 2 * 2**30
@@ -61,25 +64,44 @@ def available_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def _values(space: dict, name: str, default) -> list | None:
+    """The values a space's parameter may take (a constant or a list of choices); None for a range."""
+    value = space.get(name, default)
+    if isinstance(value, dict):
+        return None
+    return value if isinstance(value, list) else [value]
+
+
 def image_sizes(space: dict) -> list[int]:
     """The image sizes a space's trials may ask for (a constant, a list of choices, or the default 128)."""
-    value = space.get("image_size", SIDE)
-    values = value if isinstance(value, list) else [value]
-    return [int(v) for v in values if isinstance(v, (int, float))] or [SIDE]
+    return [int(v) for v in _values(space, "image_size", SIDE) or [] if isinstance(v, (int, float))] or [SIDE]
 
 
-def search_needs(data_bytes: int, space: dict, concurrency: int, on_gpu: bool = False) -> Needs:
+def shipped_form(space: dict) -> tuple[str, int] | None:
+    """(color, size) when every trial of `space` asks that one colour and size, smaller than the decoded RGB at
+    128 px: the search ships its images converted to it (trainable/trial_data.py). None: RGB at 128 px."""
+    sizes, colors = _values(space, "image_size", SIDE), _values(space, "color", "rgb")
+    if not sizes or not colors or len(set(sizes)) != 1 or len(set(colors)) != 1:
+        return None
+    form = (str(colors[0]), int(sizes[0]))
+    return None if form == ("rgb", SIDE) else form
+
+
+def search_needs(n_images: int, space: dict, concurrency: int, on_gpu: bool = False) -> Needs:
     """The memory a search of `concurrency` trials at once over `space` needs on one node (module docstring)."""
-    n_images = data_bytes // (RGB * SIDE * SIDE)
-    colors = space.get("color", ["rgb"])
-    gray = "gray" in (colors if isinstance(colors, list) else [colors])
+    form = shipped_form(space)
+    if form is not None:  # shipped in the one form every trial asks: CPU trials read it in place
+        color, size = form
+        return Needs(store=n_images * CHANNELS[color] * size * size, trial_copies=0,
+                     processes=TRIAL_PROCESS_BYTES * concurrency + DRIVER_AND_RAY_BYTES)
+    colors = _values(space, "color", "rgb") or list(CHANNELS)
     copy = 0
     if not on_gpu:
         largest = max((s for s in image_sizes(space) if s < SIDE), default=0)
         copy = n_images * RGB * largest * largest
-        if gray:
+        if "gray" in colors:
             copy = max(copy, n_images * SIDE * SIDE)
-    return Needs(store=data_bytes, trial_copies=copy * concurrency,
+    return Needs(store=n_images * RGB * SIDE * SIDE, trial_copies=copy * concurrency,
                  processes=TRIAL_PROCESS_BYTES * concurrency + DRIVER_AND_RAY_BYTES)
 
 
@@ -107,7 +129,7 @@ def check_search(n_images: int, space: dict, address: str | None, concurrency: i
 
     slots = max(1, int((os.cpu_count() or 1) // (cpus_per_trial or 1)))
     at_once = min(trials, concurrency or slots)
-    needs = search_needs(n_images * RGB * SIDE * SIDE, space, at_once, on_gpu=torch.cuda.is_available())
+    needs = search_needs(n_images, space, at_once, on_gpu=torch.cuda.is_available())
     check_fits(needs, available_bytes(), n_images)
 
 

@@ -218,7 +218,8 @@ def run_search(opts: SearchOptions, say: Callable[[str], None] = log.info) -> Se
     _check_tracking(opts)
     fits = functools.partial(memory.check_search, space=space, address=opts.address, concurrency=opts.concurrency,
                              cpus_per_trial=opts.cpus_per_trial, trials=opts.trials)
-    dataset, data = load_trial_data(opts.data, opts.limit, opts.skip_bad_images, check=fits)
+    dataset, data = load_trial_data(opts.data, opts.limit, opts.skip_bad_images, check=fits,
+                                    form=memory.shipped_form(space))
     constants = {"epochs": opts.epochs, "split_seed": opts.split_seed, "seed": opts.seed}
     record = SearchRecord(
         name=name, storage=str(path.parent), data=str(Path(opts.data).resolve()),
@@ -284,7 +285,8 @@ def resume_search(name: str, address: str | None = None, tracking_uri: str | Non
         end_leftovers_of(record, say)
         fits = functools.partial(memory.check_search, space=record.space, address=opts.address,
                                  concurrency=opts.concurrency, cpus_per_trial=opts.cpus_per_trial, trials=opts.trials)
-        dataset, data = load_trial_data(record.data, opts.limit, opts.skip_bad_images, check=fits)
+        dataset, data = load_trial_data(record.data, opts.limit, opts.skip_bad_images, check=fits,
+                                        form=memory.shipped_form(record.space))
         if dataset.fingerprint != record.data_fingerprint:
             raise SearchError(
                 f"the data in {record.data} changed since {name} started (fingerprint {dataset.fingerprint[:12]} "

@@ -128,7 +128,8 @@ def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
     return Path(cache_dir) if cache_dir is not None else store.cache_dir()
 
 
-def _progress(total: int, desc: str, enabled: bool) -> Any:
+def progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar counting images, shown on a terminal only (and not at all unless `enabled`)."""
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", disable=None if enabled else True, leave=False)  # None: a terminal only
@@ -139,7 +140,7 @@ def _chunked_map(fn: Callable[[Sequence[Any]], list[Any]], items: Sequence[Any],
     """fn over chunks of items in a thread pool, results flattened in order."""
     chunks = [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
     results: list[Any] = []
-    with _progress(len(items), desc, progress) as bar:
+    with progress_bar(len(items), desc, progress) as bar:
         if len(chunks) <= 1 or _workers() == 1:
             mapped: Iterable[list[Any]] = map(fn, chunks)
             for part in mapped:
@@ -163,18 +164,20 @@ def _rel(path: Path, root: Path) -> str:
 # ---------------------------------------------------------------- reading the layout
 
 
-def _refuse_dangling(entry: os.DirEntry, shown: Path) -> None:
-    """A symbolic link whose target is missing is an error that says so (not 'not an image')."""
+def _refuse_dangling(entry: os.DirEntry, folder: Path | str) -> None:
+    """A symbolic link whose target is missing is an error that says so (not 'not an image'), shown in `folder`."""
     if entry.is_symlink() and not os.path.exists(entry.path):
-        raise DatasetError(f"{shown}: a symbolic link to {os.readlink(entry.path)}, which does not exist")
+        raise DatasetError(f"{Path(folder) / entry.name}: a symbolic link to {os.readlink(entry.path)}, "
+                           f"which does not exist")
 
 
 def _list_course_images(images_dir: Path, root: Path) -> tuple[dict[int, Path], list[str]]:
     """im<N> image files by N, and the names of everything else in the folder."""
     found: dict[int, Path] = {}
     ignored: list[str] = []
+    shown = _rel(images_dir, root)  # once: a Path per entry costs seconds at 200k images
     for entry in os.scandir(images_dir):
-        _refuse_dangling(entry, Path(_rel(images_dir / entry.name, root)))
+        _refuse_dangling(entry, shown)
         m = _NAME.fullmatch(entry.name)
         if not m or m.group(2).lower() not in IMAGE_SUFFIXES or int(m.group(1)) == 0 or not entry.is_file():
             ignored.append(entry.name)
@@ -280,7 +283,7 @@ def _hash_files(paths: Sequence[Path], progress: bool = False) -> list[bytes]:
     """sha256 digest of each file's bytes, one file in memory at a time (serial: on small files threads only add
     GIL contention); a progress bar on a terminal when `progress` (200k images take ~a minute)."""
     digests = []
-    with _progress(len(paths), "fingerprint", progress) as bar:
+    with progress_bar(len(paths), "fingerprint", progress) as bar:
         for p in paths:
             with open(p, "rb") as f:
                 digests.append(hashlib.sha256(f.read()).digest())
@@ -388,13 +391,15 @@ def _assemble(root: Path, found: dict[int, Path], labels: list[str], positives: 
     tolerated: the AnnotatedFolder's counts of what load let through (n_duplicates, n_ignored, n_bad_skipped, bad_images).
     """
     ids = np.array(sorted(found), dtype=np.int64)
-    keep = np.array([verdicts[found[int(k)].name][2] is None for k in ids], dtype=bool)
+    verdict = [verdicts[found[int(k)].name] for k in ids]  # (mode, size, reason), each image's name read once
+    keep = np.array([reason is None for _, _, reason in verdict], dtype=bool)
     targets = _targets(ids, positives)[keep]
+    kept = [v for v, k in zip(verdict, keep) if k]
     ids = ids[keep]
     paths = [found[int(k)] for k in ids]
-    sizes = np.array([verdicts[p.name][1] for p in paths], dtype=np.int64).reshape(-1, 2)
+    sizes = np.array([size for _, size, _ in kept], dtype=np.int64).reshape(-1, 2)
     return AnnotatedFolder(root=root, image_ids=ids, paths=paths, labels=labels, targets=targets, fingerprint=fp,
-                   modes=[verdicts[p.name][0] for p in paths], sizes=sizes,
+                   modes=[mode for mode, _, _ in kept], sizes=sizes,
                    n_resized=int((sizes != SIDE).any(axis=1).sum()), **tolerated)
 
 
@@ -498,19 +503,8 @@ def decode(dataset: AnnotatedFolder, color: str = "rgb", cache_dir: str | os.Pat
     Decoded once per (fingerprint, color) into `<cache>/<fingerprint>-<color>-v1.npy`,
     memory-mapped on later calls. An image that fails to decode raises DatasetError naming it.
     """
-    channels = _check_color(color)
-    shape = (len(dataset), channels, SIDE, SIDE)
-    cache = _cache_dir(cache_dir)
-    path = cache / f"{dataset.fingerprint}-{color}-{_DECODE_VERSION}.npy"
-    if path.exists():
-        try:
-            arr = np.load(path, mmap_mode="r")
-            if arr.shape == shape and arr.dtype == np.uint8:
-                log.info("decode cache hit: %s", path)
-                return arr
-            log.warning("cached %s has shape %s, expected %s: decoding again", path, arr.shape, shape)
-        except (OSError, ValueError) as e:
-            log.warning("unreadable decode cache %s (%s): decoding again", path, e)
+    shape = (len(dataset), _check_color(color), SIDE, SIDE)
+    path = cache_path(dataset.fingerprint, color, cache_dir)
 
     def fill(out: np.ndarray) -> None:
         failed = _decode_into(out, dataset.paths, color, progress)
@@ -518,6 +512,29 @@ def decode(dataset: AnnotatedFolder, color: str = "rgb", cache_dir: str | os.Pat
             i, reason = failed[0]
             raise DatasetError(f"{_rel(dataset.paths[i], dataset.root)}: {reason}")
 
+    return cached_array(path, shape, fill, f"decoded {len(dataset)} images ({color})")
+
+
+def cache_path(fingerprint: str, form: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the images of the data `fingerprint` are cached in `form` ('rgb', 'gray', 'rgb-32'...)."""
+    return _cache_dir(cache_dir) / f"{fingerprint}-{form}-{_DECODE_VERSION}.npy"
+
+
+def cached_array(path: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray], None], made: str) -> np.ndarray:
+    """The uint8 array of `shape` cached at `path`, memory-mapped read-only; `fill(out)` makes it on a miss.
+
+    A cache of another shape, or one that cannot be read (truncated, not an array), is made again with a
+    warning; where the cache cannot be written the array is made in memory. `made` says what a miss did (log).
+    """
+    if path.exists():
+        try:
+            arr = np.load(path, mmap_mode="r")
+            if arr.shape == shape and arr.dtype == np.uint8:
+                log.info("cache hit: %s", path)
+                return arr
+            log.warning("cached %s has shape %s, expected %s: making it again", path, arr.shape, shape)
+        except (OSError, ValueError) as e:
+            log.warning("unreadable cache %s (%s): making it again", path, e)
     try:
         def write(tmp: Path) -> None:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
@@ -527,12 +544,12 @@ def decode(dataset: AnnotatedFolder, color: str = "rgb", cache_dir: str | os.Pat
 
         store.write_atomic(path, write)
     except OSError as e:
-        log.warning("cannot write the decode cache %s (%s): decoding into memory", path, e)
+        log.warning("cannot write the cache %s (%s): making it in memory", path, e)
         arr = np.empty(shape, dtype=np.uint8)
         fill(arr)
         arr.flags.writeable = False
         return arr
-    log.info("decoded %d images (%s) into %s", len(dataset), color, path)
+    log.info("%s into %s", made, path)
     return np.load(path, mmap_mode="r")
 
 
@@ -556,7 +573,7 @@ def list_images(folder: str | os.PathLike, any_name: bool = False) -> tuple[list
         raise DatasetError(f"{folder}: no such folder")
     images, ignored = [], 0
     for entry in os.scandir(folder):
-        _refuse_dangling(entry, folder / entry.name)
+        _refuse_dangling(entry, folder)
         if not any_name and breaks_tsv(entry.name) and Path(entry.name).suffix.lower() in PREDICT_SUFFIXES:
             raise DatasetError(f"{shown_path(folder / entry.name)}: a tab or line break in the file name would break "
                                f"the prediction TSV's columns; rename the file")

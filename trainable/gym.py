@@ -93,6 +93,9 @@ def to_device_images(
     with _quiet_readonly():
         host = torch.from_numpy(np.asarray(images))
     channels = 1 if color == "gray" else host.shape[1]
+    if image_size > host.shape[-1] or channels > host.shape[1]:
+        raise ValueError(f"the images are {host.shape[1]} x {host.shape[-1]} px: a trial cannot ask "
+                         f"{color or 'their colour'} at {image_size} px of them")
     if device.type == "cpu" and channels == host.shape[1] and image_size == host.shape[-1]:
         out = host  # in place: no copy to make
     else:
@@ -103,9 +106,12 @@ def to_device_images(
     return out
 
 
-def _converted(host: torch.Tensor, image_size: int, device: torch.device, channels: int) -> torch.Tensor:
-    """`host` as uint8 N x channels x image_size x image_size on `device`, in chunks (luma, then average pooling)."""
-    out = torch.empty((host.shape[0], channels, image_size, image_size), dtype=torch.uint8, device=device)
+def _converted(host: torch.Tensor, image_size: int, device: torch.device, channels: int,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+    """`host` as uint8 N x channels x image_size x image_size on `device`, in chunks (luma, then average pooling),
+    written into `out` when given (trainable/trial_data.py converts into a cache file once per search)."""
+    if out is None:
+        out = torch.empty((host.shape[0], channels, image_size, image_size), dtype=torch.uint8, device=device)
     luma = torch.tensor([0.299, 0.587, 0.114], device=device).view(1, 3, 1, 1)
     for start in range(0, host.shape[0], 2048):  # chunks bound the float temporaries
         chunk = host[start : start + 2048].to(device, non_blocking=True)
@@ -116,6 +122,21 @@ def _converted(host: torch.Tensor, image_size: int, device: torch.device, channe
             chunk = F.avg_pool2d(chunk.float(), factor).round().to(torch.uint8)
         out[start : start + chunk.shape[0]] = chunk
     return out
+
+
+def convert_into(images: np.ndarray, out: np.ndarray, progress: Callable[[int], None] | None = None) -> None:
+    """uint8 N x 3 x 128 x 128 `images` into the uint8 N x C x S x S array `out` (C 1: luma), on the CPU and bit
+    for bit as a trial's to_device_images converts them; `progress(n)` after each n images. A search whose
+    every trial asks one size and colour ships `out` instead of `images` (trainable/trial_data.py)."""
+    with _quiet_readonly():
+        host = torch.from_numpy(np.asarray(images))
+    target = torch.from_numpy(out)
+    step = 8192
+    for start in range(0, host.shape[0], step):
+        _converted(host[start : start + step], out.shape[-1], torch.device("cpu"), out.shape[1],
+                   out=target[start : start + step])
+        if progress is not None:
+            progress(min(step, host.shape[0] - start))
 
 
 @contextlib.contextmanager

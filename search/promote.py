@@ -216,10 +216,12 @@ def rank_trials(search_path: Path, search: str, metric: str, ensemble: int) -> l
 def load_search_data(record: SearchRecord, search: str) -> tuple:
     """Step 2: (dataset, TrialData) of the very images the trials saw (the record's --limit and --skip-bad-images),
     which split by the trials' seed into the same splits; a data folder changed since the search is refused."""
+    from search.memory import shipped_form
     from trainable.trial_data import load_trial_data
 
-    options = record.options
-    dataset, data = load_trial_data(record.data, options.get("limit", 0), options.get("skip_bad_images", False))
+    options = record.options  # the form the trials were shipped (their space's one size and colour): the search's cache
+    dataset, data = load_trial_data(record.data, options.get("limit", 0), options.get("skip_bad_images", False),
+                                    form=shipped_form(record.space))
     if dataset.fingerprint != record.data_fingerprint:
         raise PromotionError(f"the data in {record.data} changed since search {search} ran; "
                              f"its validation and test splits would not be the ones it was scored on")

@@ -187,6 +187,23 @@ def test_load_search_data_takes_the_records_limit_and_refuses_changed_data(tiny)
         load_search_data(record, SEARCH)
 
 
+def test_load_search_data_reads_the_array_the_trials_were_shipped(tiny):
+    """A search whose every trial asked 32 px RGB shipped that array; promotion scores on the very same one."""
+    import torch
+
+    from search.promote import load_search_data
+    from search.record import SearchRecord
+    from trainable.gym import to_device_images
+    from trainable.trial_data import load_trial_data
+
+    record = SearchRecord.read(tiny.path)
+    record.options, record.space = {"limit": 0}, {**record.space, "image_size": 32, "color": ["rgb"]}
+    _, data = load_search_data(record, SEARCH)
+    _, full = load_trial_data(record.data, 0, False)
+    assert data.images.shape == (len(full.targets), 3, 32, 32)
+    np.testing.assert_array_equal(data.images, to_device_images(full.images, 32, torch.device("cpu"), "rgb").numpy())
+
+
 def test_load_members_reads_each_checkpoint_with_the_score_it_was_ranked_by(tiny):
     from search.promote import load_members
 

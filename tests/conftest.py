@@ -28,6 +28,15 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("RAY_DEDUP_LOGS", "0")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _nothing_lands_in_the_checkout():
+    """MLflow's default store is ./mlflow.db: a client built from unset global URIs writes it into the checkout."""
+    before = (REPO / "mlflow.db").exists()
+    yield
+    if not before and (REPO / "mlflow.db").exists():
+        pytest.fail(f"a test made {REPO / 'mlflow.db'} (an MLflow call without the store's URI)")
+
+
 @pytest.fixture(scope="session")
 def ray_address(tmp_path_factory):
     """A local Ray head started once for the session; CLI subprocesses join it with --address."""

@@ -665,8 +665,9 @@ def test_register_model_logs_registers_and_fixes_the_card_when_the_version_moved
     assert version.run_id == p.run_id and version.tags["labeltune.beats_baseline"] == "true"
     assert client.get_registered_model("m").aliases == {}
     assert client.get_run(p.run_id).data.metrics[CV_METRIC] == pytest.approx(0.6)
-    logged = mlflow.artifacts.download_artifacts(run_id=p.run_id, artifact_path="model/card.md",
-                                                 dst_path=str(tmp_path / "dl"), tracking_uri=uri)
+    # MLflow's downloads build a client from the global URI, even given tracking_uri: unset, it makes ./mlflow.db.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    logged = client.download_artifacts(p.run_id, "model/card.md", str(tmp_path / "dl"))
     assert Path(logged).read_text() == f"card of version 7, run {p.run_id}"  # logged before the registry answered
     assert p.card.read_text() == f"card of version 1, run {p.run_id}"  # the copy on disk, fixed
 

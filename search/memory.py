@@ -89,11 +89,11 @@ def shipped_form(space: dict) -> tuple[str, int] | None:
 
 def search_needs(n_images: int, space: dict, concurrency: int, on_gpu: bool = False) -> Needs:
     """The memory a search of `concurrency` trials at once over `space` needs on one node (module docstring)."""
+    processes = TRIAL_PROCESS_BYTES * concurrency + DRIVER_AND_RAY_BYTES
     form = shipped_form(space)
     if form is not None:  # shipped in the one form every trial asks: CPU trials read it in place
         color, size = form
-        return Needs(store=n_images * CHANNELS[color] * size * size, trial_copies=0,
-                     processes=TRIAL_PROCESS_BYTES * concurrency + DRIVER_AND_RAY_BYTES)
+        return Needs(store=n_images * CHANNELS[color] * size * size, trial_copies=0, processes=processes)
     colors = _values(space, "color", "rgb") or list(CHANNELS)
     copy = 0
     if not on_gpu:
@@ -101,8 +101,7 @@ def search_needs(n_images: int, space: dict, concurrency: int, on_gpu: bool = Fa
         copy = n_images * RGB * largest * largest
         if "gray" in colors:
             copy = max(copy, n_images * SIDE * SIDE)
-    return Needs(store=n_images * RGB * SIDE * SIDE, trial_copies=copy * concurrency,
-                 processes=TRIAL_PROCESS_BYTES * concurrency + DRIVER_AND_RAY_BYTES)
+    return Needs(store=n_images * RGB * SIDE * SIDE, trial_copies=copy * concurrency, processes=processes)
 
 
 def check_fits(needs: Needs, available: int, n_images: int) -> None:

@@ -219,7 +219,8 @@ def load_search_data(record: SearchRecord, search: str) -> tuple:
     from search.memory import shipped_form
     from trainable.trial_data import load_trial_data
 
-    options = record.options  # the form the trials were shipped (their space's one size and colour): the search's cache
+    options = record.options
+    # in the form the trials were shipped (their space's one size and colour): the search's own cache, a hit
     dataset, data = load_trial_data(record.data, options.get("limit", 0), options.get("skip_bad_images", False),
                                     form=shipped_form(record.space))
     if dataset.fingerprint != record.data_fingerprint:

@@ -138,6 +138,8 @@ def test_a_cpu_trial_reads_a_shipped_array_in_place_and_cannot_ask_more_of_it():
         to_device_images(shipped, 64, torch.device("cpu"), "rgb")
     gray = np.zeros((4, 1, 32, 32), dtype=np.uint8)
     assert to_device_images(gray, 32, torch.device("cpu"), "gray").shape == (4, 1, 32, 32)
+    with pytest.raises(ValueError, match="1 x 32 px: a trial cannot ask rgb at 32 px"):
+        to_device_images(gray, 32, torch.device("cpu"), "rgb")  # a gray array cannot serve an RGB trial
 
 
 def test_a_search_whose_trials_all_ask_32_px_puts_only_those_in_the_object_store(

@@ -92,7 +92,7 @@ def to_device_images(
         return _DEVICE_DATA[key]
     with _quiet_readonly():
         host = torch.from_numpy(np.asarray(images))
-    channels = 1 if color == "gray" else host.shape[1]
+    channels = COLOR_MODES[color][1] if color else host.shape[1]
     if image_size > host.shape[-1] or channels > host.shape[1]:
         raise ValueError(f"the images are {host.shape[1]} x {host.shape[-1]} px: a trial cannot ask "
                          f"{color or 'their colour'} at {image_size} px of them")
